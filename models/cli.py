@@ -208,11 +208,3 @@ def pull(registry: ModelRegistry, names: list[str], *, timeout_s: float = 30.0) 
             print(f"  {line}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":  # python -m models.cli: the same as python run.py models
-    _parser = argparse.ArgumentParser(
-        prog="python -m models.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(_parser)
-    sys.exit(main(_parser.parse_args()))

@@ -57,7 +57,7 @@ KEYPOINT_EDGES = (
 )
 
 
-def srgb_image(image_rgb: np.ndarray) -> mp.Image:
+def _srgb_image(image_rgb: np.ndarray) -> mp.Image:
     """The picture as a MediaPipe image. mp.Image copies the raw buffer without looking at
     strides or channels, so anything but C-contiguous uint8 H x W x 3 would be read as garbage."""
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
@@ -65,7 +65,9 @@ def srgb_image(image_rgb: np.ndarray) -> mp.Image:
     return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb, dtype=np.uint8))
 
 
-def clamped_node(name: str, x: float, y: float, hidden: bool, width: int, height: int) -> tuple[str, float, float, bool]:
+def _clamped_node(
+    name: str, x: float, y: float, hidden: bool, width: int, height: int
+) -> tuple[str, float, float, bool]:
     """A skeleton node kept inside the image; a point that had to be moved in is marked occluded."""
     inside = 0.0 <= x <= width and 0.0 <= y <= height
     return name, min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)), hidden or not inside
@@ -76,13 +78,15 @@ def face_results(detection: Any, width: int, height: int) -> list[dict[str, Any]
     box = detection.bounding_box
     box_xywh = (float(box.origin_x), float(box.origin_y), float(box.width), float(box.height))
     points_xy = [(kp.x * width, kp.y * height) for kp in detection.keypoints]
-    score = min(max(float(detection.categories[0].score), 0.0), 1.0)
     coordinates = [*box_xywh, *(v for xy in points_xy for v in xy)]
-    if len(points_xy) != len(KEYPOINT_NAMES) or box_xywh[2] <= 0 or box_xywh[3] <= 0:
+    if len(points_xy) != len(KEYPOINT_NAMES) or not all(math.isfinite(v) for v in coordinates):
         return []
-    if not all(math.isfinite(v) for v in coordinates):
+    if box_xywh[2] <= 0 or box_xywh[3] <= 0:  # V7 rejects zero-size boxes
         return []
-    nodes = [clamped_node(name, x, y, False, width, height) for name, (x, y) in zip(KEYPOINT_NAMES, points_xy)]
+    score = min(max(float(detection.categories[0].score), 0.0), 1.0)
+    nodes = [
+        _clamped_node(name, x, y, False, width, height) for name, (x, y) in zip(KEYPOINT_NAMES, points_xy, strict=True)
+    ]
     return [bounding_box("face", score, box_xywh), skeleton("face_keypoints", score, nodes)]
 
 
@@ -119,7 +123,7 @@ class MediaPipeFace(Model):
         height, width = image_rgb.shape[:2]
         if width == 0 or height == 0:
             return []
-        image = srgb_image(image_rgb)
+        image = _srgb_image(image_rgb)
         with self._lock:
             result = self._detector.detect(image)
         return [r for detection in result.detections for r in face_results(detection, width, height)]

@@ -63,8 +63,9 @@ def _state() -> ServerState:
 
 def json_body() -> Any:
     if not request.mimetype or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
-        raise ApiError(415, f"Content-Type must be application/json, got {request.mimetype or 'none'}",
-                       "wrong_content_type")
+        raise ApiError(
+            415, f"Content-Type must be application/json, got {request.mimetype or 'none'}", "wrong_content_type"
+        )
     raw = request.get_data(cache=True)
     if not raw:
         raise ApiError(400, "the request body is empty: send a JSON object", "bad_json")
@@ -124,7 +125,9 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app = Flask("byom_playground")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    request_log = RequestLog(settings.request_log_path, settings.request_log_size) if settings.request_log_path else None
+    request_log = (
+        RequestLog(settings.request_log_path, settings.request_log_size) if settings.request_log_path else None
+    )
     state = ServerState(settings, registry, MappingFile(settings.config_path), request_log)
     state.mapping_file = MappingFile(settings.config_path, validate=state.validate_mapping)
     app.extensions["byom"] = state
@@ -179,8 +182,11 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             body = json_body()
             response = jsonify(infer(state, model_name, body))
         except Exception as exc:  # every outcome is answered as JSON and logged below
-            response = app.handle_user_exception(exc) if isinstance(exc, ApiError | UnknownModel | HTTPException) \
+            response = (
+                app.handle_user_exception(exc)
+                if isinstance(exc, ApiError | UnknownModel | HTTPException)
                 else _unexpected(exc)
+            )
         if request_log is not None:
             try:
                 request_log.record(
@@ -255,8 +261,14 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             classes = []
             for c in spec.classes:
                 rule = mapping.rule(name, c.name)
-                entry = {"model_class": c.name, "name": rule.v7_name, "type": c.type, "enabled": rule.enabled,
-                         "threshold": rule.threshold, "description": c.description}
+                entry = {
+                    "model_class": c.name,
+                    "name": rule.v7_name,
+                    "type": c.type,
+                    "enabled": rule.enabled,
+                    "threshold": rule.threshold,
+                    "description": c.description,
+                }
                 if c.skeleton is not None:
                     entry["skeleton"] = {"nodes": list(c.skeleton.nodes), "edges": [list(e) for e in c.skeleton.edges]}
                 classes.append(entry)
@@ -272,13 +284,15 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
                     "classes": classes,
                 }
             )
-        return jsonify({"status": "succeeded", "results": [], "default_models": list(mapping.default_models),
-                        "models": entries})
+        return jsonify(
+            {"status": "succeeded", "results": [], "default_models": list(mapping.default_models), "models": entries}
+        )
 
     @app.get("/config")
     def get_config() -> Response:
-        return jsonify({**state.mapping().to_json(), "path": str(settings.config_path),
-                        "error": state.mapping_file.last_error})
+        return jsonify(
+            {**state.mapping().to_json(), "path": str(settings.config_path), "error": state.mapping_file.last_error}
+        )
 
     @app.put("/config")
     def put_config() -> Response:
@@ -293,8 +307,9 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     @app.get("/requests")
     def recent_requests() -> Response:
         if request_log is None:
-            raise ApiError(404, "the requests log is off (the server was started with --no-request-log)",
-                           "request_log_off")
+            raise ApiError(
+                404, "the requests log is off (the server was started with --no-request-log)", "request_log_off"
+            )
         limit = request.args.get("limit", "50")
         if not limit.isdigit() or not 1 <= int(limit) <= 1000:
             raise ApiError(400, "limit must be a whole number from 1 to 1000", "bad_limit")

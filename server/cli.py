@@ -20,29 +20,56 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `serve` and the playground's own API process."""
     group = parser.add_argument_group("API server")
-    group.add_argument("--workers", type=int, default=int(os.environ.get("BYOM_WORKERS", "2")),
-                       help="gunicorn worker processes (default: 2, one per core here)")
-    group.add_argument("--threads", type=int, default=int(os.environ.get("BYOM_THREADS", "4")),
-                       help="threads per worker (default: 4)")
-    group.add_argument("--config", type=Path, default=None,
-                       help="class-mapping file (default: $BYOM_CONFIG or ~/.byom-playground/config.json)")
-    group.add_argument("--basic-auth", metavar="USER:PASSWORD", default=None,
-                       help="require HTTP Basic auth (or BYOM_BASIC_AUTH)")
-    group.add_argument("--auth-header", metavar="NAME", default=None,
-                       help="header carrying the secret, e.g. X-MY-AUTH (or BYOM_AUTH_HEADER)")
-    group.add_argument("--auth-secret", metavar="SECRET", default=None,
-                       help="require this secret in --auth-header (or BYOM_AUTH_SECRET)")
-    group.add_argument("--no-request-log", action="store_true",
-                       help="do not keep the log of recent requests (GET /requests)")
-    group.add_argument("--allow-private-urls", action="store_true",
-                       help="let image.url point at loopback/private addresses (for local use only)")
-    group.add_argument("--log-level", default=os.environ.get("BYOM_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"], help="log level (default: info)")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("BYOM_WORKERS", "2")),
+        help="gunicorn worker processes (default: 2, one per core here)",
+    )
+    group.add_argument(
+        "--threads", type=int, default=int(os.environ.get("BYOM_THREADS", "4")), help="threads per worker (default: 4)"
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="class-mapping file (default: $BYOM_CONFIG or ~/.byom-playground/config.json)",
+    )
+    group.add_argument(
+        "--basic-auth", metavar="USER:PASSWORD", default=None, help="require HTTP Basic auth (or BYOM_BASIC_AUTH)"
+    )
+    group.add_argument(
+        "--auth-header",
+        metavar="NAME",
+        default=None,
+        help="header carrying the secret, e.g. X-MY-AUTH (or BYOM_AUTH_HEADER)",
+    )
+    group.add_argument(
+        "--auth-secret",
+        metavar="SECRET",
+        default=None,
+        help="require this secret in --auth-header (or BYOM_AUTH_SECRET)",
+    )
+    group.add_argument(
+        "--no-request-log", action="store_true", help="do not keep the log of recent requests (GET /requests)"
+    )
+    group.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        help="let image.url point at loopback/private addresses (for local use only)",
+    )
+    group.add_argument(
+        "--log-level",
+        default=os.environ.get("BYOM_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all interfaces)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     add_server_arguments(parser)
 
@@ -71,8 +98,16 @@ def server_environment(args: argparse.Namespace, host: str, port: int) -> dict[s
 
 
 def gunicorn_command() -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "--config", str(PROJECT_DIR / "server" / "gunicorn_conf.py"),
-            "--chdir", str(PROJECT_DIR), "server.wsgi:app"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        str(PROJECT_DIR / "server" / "gunicorn_conf.py"),
+        "--chdir",
+        str(PROJECT_DIR),
+        "server.wsgi:app",
+    ]
 
 
 def is_loopback(host: str) -> bool:
@@ -113,7 +148,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     warn_if_open(args.host, env)
-    print(f"byom-playground API on http://{args.host}:{args.port} (POST /infer, GET /classes, GET /models)",
-          file=sys.stderr)
+    print(
+        f"byom-playground API on http://{args.host}:{args.port} (POST /infer, GET /classes, GET /models)",
+        file=sys.stderr,
+    )
     os.execvpe(sys.executable, gunicorn_command(), env)
     return 0  # not reached

@@ -62,8 +62,9 @@ def parse_infer_request(body: Any) -> InferRequest:
         raise ApiError(400, "the request body must be a JSON object", "bad_json")
     image = body.get("image")
     if image is None:
-        raise ApiError(400, 'the request has no "image": send {"image": {"url": …}} or {"image": {"base64": …}}',
-                       "missing_image")
+        raise ApiError(
+            400, 'the request has no "image": send {"image": {"url": …}} or {"image": {"base64": …}}', "missing_image"
+        )
     if not isinstance(image, dict):
         raise ApiError(400, '"image" must be an object with "url" or "base64"', "missing_image")
     url, b64 = image.get("url"), image.get("base64")

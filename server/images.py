@@ -74,11 +74,15 @@ def fetch_url(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int,
             _check_host(url, allow_private)
             remaining = deadline - time.monotonic()
             try:
-                response = session.get(url, stream=True, allow_redirects=False, timeout=(min(5.0, remaining), remaining))
+                response = session.get(
+                    url, stream=True, allow_redirects=False, timeout=(min(5.0, remaining), remaining)
+                )
             except requests.Timeout:
                 raise ApiError(504, f"image.url did not answer within {timeout_s:g} s", "url_timeout") from None
             except requests.RequestException as exc:
-                raise ApiError(502, f"image.url could not be fetched: {type(exc).__name__}", "url_unreachable") from None
+                raise ApiError(
+                    502, f"image.url could not be fetched: {type(exc).__name__}", "url_unreachable"
+                ) from None
             with response:
                 if response.is_redirect:
                     url = urljoin(url, response.headers.get("Location", ""))
@@ -95,11 +99,13 @@ def fetch_url(url: str, *, max_bytes: int, timeout_s: float, max_redirects: int,
                         if buffer.tell() > max_bytes:
                             raise ApiError(413, f"image.url sent more than the {max_bytes} byte limit", "too_large")
                         if time.monotonic() > deadline:
-                            raise ApiError(504, f"image.url took longer than {timeout_s:g} s to download",
-                                           "url_timeout")
+                            raise ApiError(
+                                504, f"image.url took longer than {timeout_s:g} s to download", "url_timeout"
+                            )
                 except requests.RequestException as exc:
-                    raise ApiError(502, f"image.url download broke off: {type(exc).__name__}", "url_unreachable") \
-                        from None
+                    raise ApiError(
+                        502, f"image.url download broke off: {type(exc).__name__}", "url_unreachable"
+                    ) from None
                 return buffer.getvalue()
     raise ApiError(502, f"image.url redirected more than {max_redirects} times", "url_redirects")
 
@@ -129,8 +135,11 @@ def decode_image(data: bytes, *, max_pixels: int, max_side_px: int) -> np.ndarra
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ApiError(413, f"the image has too many pixels: {exc}", "too_many_pixels") from None
     except UnidentifiedImageError:
-        raise ApiError(400, "the bytes sent are not an image this server can read (PNG, JPEG, WebP, BMP, TIFF, GIF)",
-                       "not_an_image") from None
+        raise ApiError(
+            400,
+            "the bytes sent are not an image this server can read (PNG, JPEG, WebP, BMP, TIFF, GIF)",
+            "not_an_image",
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ApiError(400, f"the image could not be decoded: {exc}", "not_an_image") from None
     return np.asarray(rgb)

@@ -69,8 +69,11 @@ def shorten_response(response: Any) -> Any:
     if isinstance(response, dict) and isinstance(response.get("results"), list):
         results = response["results"]
         if len(results) > MAX_STORED_RESULTS:
-            response = {**response, "results": results[:MAX_STORED_RESULTS],
-                        "results_cut": f"{len(results) - MAX_STORED_RESULTS} more not stored"}
+            response = {
+                **response,
+                "results": results[:MAX_STORED_RESULTS],
+                "results_cut": f"{len(results) - MAX_STORED_RESULTS} more not stored",
+            }
     return response
 
 
@@ -86,15 +89,25 @@ class RequestLog:
         connection.execute(SCHEMA)
         return connection
 
-    def record(self, *, route: str, client: str | None, body: Any, status_code: int, latency_ms: float,
-               response: Any) -> None:
+    def record(
+        self, *, route: str, client: str | None, body: Any, status_code: int, latency_ms: float, response: Any
+    ) -> None:
         bbox = None
         if isinstance(body, dict):
             data = body.get("data") if isinstance(body.get("data"), dict) else {}
             raw_box = body.get("bbox", data.get("bbox"))
             bbox = json.dumps(raw_box) if raw_box is not None else None
-        row = (time.time(), route, client, image_source(body), bbox, status_code, round(latency_ms, 2),
-               json.dumps(redact_request(body)), json.dumps(shorten_response(response)))
+        row = (
+            time.time(),
+            route,
+            client,
+            image_source(body),
+            bbox,
+            status_code,
+            round(latency_ms, 2),
+            json.dumps(redact_request(body)),
+            json.dumps(shorten_response(response)),
+        )
         with self._connect() as connection:
             connection.execute(
                 "INSERT INTO requests (time, route, client, image_source, bbox, status_code, latency_ms, "

@@ -15,6 +15,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("BYOM_SHARED_DIR", PROJECT_DIR.parent / "shared"))
 MODEL_DIR = Path(os.environ.get("BYOM_MODEL_DIR", SHARED_DIR / "models"))
 V7_SCHEMA_PATH = SHARED_DIR / "v7" / "byom_response.schema.json"
+# Absolute, for servers started from module-scoped fixtures (before per-test fixtures run).
+os.environ["BYOM_MODEL_DIR"] = str(MODEL_DIR.resolve())
 
 
 @pytest.fixture(scope="session")
@@ -50,4 +52,4 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("byom-home")
     monkeypatch.setenv("BYOM_HOME", str(home))
     monkeypatch.setenv("BYOM_CACHE_DIR", str(home / "cache"))
-    monkeypatch.setenv("BYOM_MODEL_DIR", str(MODEL_DIR))
+    monkeypatch.setenv("BYOM_MODEL_DIR", str(MODEL_DIR.resolve()))

@@ -9,13 +9,11 @@ whatever adapters the tree holds (a model whose module does not import is an err
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import threading
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -65,6 +63,12 @@ class FakeFileServer:
 
 
 @pytest.fixture
+def shared_models(model_dir) -> Path:
+    """The read-only folder of model files for tests (conftest's model_dir), as an absolute path."""
+    return model_dir.resolve()
+
+
+@pytest.fixture
 def fake_server():
     server = FakeFileServer()
     yield server
@@ -78,21 +82,6 @@ def _no_proxy_for_loopback(monkeypatch):
     monkeypatch.delenv("BYOM_MODEL_BASE_URL", raising=False)
 
 
-def _cli_command() -> list[str]:
-    """`python run.py models`; `python -m models.cli` (same code) only while run.py cannot build its parser
-    because another sub-command's module does not exist yet in the tree."""
-    import run
-
-    absent = [module for module, _ in run.COMMANDS.values() if importlib.util.find_spec(module) is None]
-    if absent:
-        warnings.warn(
-            f"run.py cannot start: sub-command modules absent: {', '.join(absent)}; testing python -m models.cli",
-            stacklevel=2,
-        )
-        return [sys.executable, "-m", "models.cli"]
-    return [sys.executable, "run.py", "models"]
-
-
 def run_models(*args: str, model_dir: Path, cache_dir: Path, base_url: str | None = None):
     env = dict(os.environ)
     env.update(BYOM_MODEL_DIR=str(model_dir), BYOM_CACHE_DIR=str(cache_dir), NO_PROXY="127.0.0.1,localhost")
@@ -100,7 +89,12 @@ def run_models(*args: str, model_dir: Path, cache_dir: Path, base_url: str | Non
     if base_url is not None:
         env["BYOM_MODEL_BASE_URL"] = base_url
     return subprocess.run(
-        [*_cli_command(), *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, "run.py", "models", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -128,8 +122,8 @@ def test_help_texts(tmp_path):
     assert "NAME" in proc.stdout and "--timeout" in proc.stdout and "SHA-256" in proc.stdout
 
 
-def test_json_listing_with_the_shared_model_folder(model_dir, tmp_path):
-    models, returncode = listing(model_dir, tmp_path / "cache")
+def test_json_listing_with_the_shared_model_folder(shared_models, tmp_path):
+    models, returncode = listing(shared_models, tmp_path / "cache")
 
     assert [m["name"] for m in models] == list(BUILTIN_MODELS)
     assert returncode == (1 if any(m["error"] for m in models) else 0)
@@ -139,7 +133,7 @@ def test_json_listing_with_the_shared_model_folder(model_dir, tmp_path):
             continue
         assert isinstance(model["description"], str) and model["description"]
         for entry in model["files"]:
-            expected = model_dir / entry["name"]
+            expected = shared_models / entry["name"]
             assert entry["status"] == ("found" if expected.is_file() else "missing")
             assert entry["path"] == (str(expected) if expected.is_file() else None)
             assert entry["url"].startswith("https://") and entry["download_url"] == entry["url"]
@@ -147,12 +141,12 @@ def test_json_listing_with_the_shared_model_folder(model_dir, tmp_path):
     assert not (tmp_path / "cache").exists()  # listing writes nothing
 
 
-def test_human_listing_shows_files_and_errors(model_dir, tmp_path):
-    models, _ = listing(model_dir, tmp_path / "cache")
-    proc = run_models(model_dir=model_dir, cache_dir=tmp_path / "cache")
+def test_human_listing_shows_files_and_errors(shared_models, tmp_path):
+    models, _ = listing(shared_models, tmp_path / "cache")
+    proc = run_models(model_dir=shared_models, cache_dir=tmp_path / "cache")
     assert proc.returncode in (0, 1), proc.stderr
     out = proc.stdout
-    assert f"BYOM_MODEL_DIR {model_dir}" in out
+    assert f"BYOM_MODEL_DIR {shared_models}" in out
     for model in models:
         if model["error"]:
             assert f"{model['name']}: ERROR " in out
@@ -178,14 +172,14 @@ def _manifest_stand_ins(model_dir: Path) -> set[str] | None:
     return stand_ins
 
 
-def test_pins_are_official_never_the_stand_ins(model_dir, tmp_path):
-    stand_ins = _manifest_stand_ins(model_dir)
+def test_pins_are_official_never_the_stand_ins(shared_models, tmp_path):
+    stand_ins = _manifest_stand_ins(shared_models)
     if stand_ins is None:
         pytest.skip("no MANIFEST.md in the model folder")
-    models, _ = listing(model_dir, tmp_path / "cache")
+    models, _ = listing(shared_models, tmp_path / "cache")
     checked = 0
-    for entry in (e for m in models for e in m["files"] if e["sha256"] and (model_dir / e["name"]).is_file()):
-        actual = hashlib.sha256((model_dir / entry["name"]).read_bytes()).hexdigest()
+    for entry in (e for m in models for e in m["files"] if e["sha256"] and (shared_models / e["name"]).is_file()):
+        actual = hashlib.sha256((shared_models / entry["name"]).read_bytes()).hexdigest()
         if entry["name"] in stand_ins:
             assert entry["sha256"].lower() != actual, f"{entry['name']}: pinned to the test stand-in's hash"
         else:
@@ -195,11 +189,11 @@ def test_pins_are_official_never_the_stand_ins(model_dir, tmp_path):
         pytest.skip("no built-in model pins a file present in the model folder yet")
 
 
-def test_pull_with_the_shared_model_folder_downloads_nothing(model_dir, tmp_path, fake_server):
-    models, _ = listing(model_dir, tmp_path / "cache")
-    before = snapshot(model_dir)
+def test_pull_with_the_shared_model_folder_downloads_nothing(shared_models, tmp_path, fake_server):
+    models, _ = listing(shared_models, tmp_path / "cache")
+    before = snapshot(shared_models)
 
-    proc = run_models("pull", model_dir=model_dir, cache_dir=tmp_path / "cache", base_url=fake_server.base_url)
+    proc = run_models("pull", model_dir=shared_models, cache_dir=tmp_path / "cache", base_url=fake_server.base_url)
 
     errors = [m for m in models if m["error"]]
     missing = [e for m in models for e in m["files"] if e["status"] == "missing"]
@@ -211,7 +205,7 @@ def test_pull_with_the_shared_model_folder_downloads_nothing(model_dir, tmp_path
     if not missing:
         assert fake_server.requests == []
         assert snapshot(tmp_path / "cache") == {}
-    assert snapshot(model_dir) == before
+    assert snapshot(shared_models) == before
 
 
 def test_pull_from_a_mirror_into_an_empty_model_folder(tmp_path, fake_server):
