@@ -95,7 +95,10 @@ def darwin_json_from_results(
         annotation: dict[str, Any] = {"id": str(uuid.uuid4()), "name": name, "slot_names": ["0"], **keys}
         confidence = result.get("confidence")
         if isinstance(confidence, int | float) and not isinstance(confidence, bool):
-            annotation["inference"] = {"confidence": float(confidence), "model": {"name": model_name, "type": "external"}}
+            annotation["inference"] = {
+                "confidence": float(confidence),
+                "model": {"name": model_name, "type": "external"},
+            }
         if result.get("attributes"):
             annotation["attributes"] = [str(a) for a in result["attributes"]]
         text = result.get("text")

@@ -7,8 +7,10 @@ rule gets a `ModelContractError` naming the model and the rule, never a malforme
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,12 +52,18 @@ class ModelContractError(RuntimeError):
         super().__init__(f"model {model_name!r} broke the rule '{rule}': {detail}")
 
 
+def raised_where(exc: BaseException) -> str:
+    """' (at my_model.py:12)': the line that raised, by file name only (no server paths in answers)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
 class ModelFailed(RuntimeError):
-    """A model raised while detecting; the message names the model and the exception."""
+    """A model raised while detecting; the message names the model, the exception and its line."""
 
     def __init__(self, model_name: str, exc: BaseException) -> None:
         self.model_name = model_name
-        super().__init__(f"model {model_name!r} failed: {type(exc).__name__}: {exc}")
+        super().__init__(f"model {model_name!r} failed: {type(exc).__name__}: {exc}{raised_where(exc)}")
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,30 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _type_hint(value: Any, keys: str = "") -> str:
+    """Why a value that looks like a number is not one here (numpy scalars are the usual culprit).
+
+    With `keys`, `value` is a dict and the hint is about its first non-numeric key.
+    """
+    if keys:
+        value = (
+            next((value.get(k) for k in keys if not _is_number(value.get(k))), None)
+            if isinstance(value, dict)
+            else None
+        )
+    if isinstance(value, np.generic):
+        return f" (a numpy {type(value).__name__}: convert it with float())"
+    if isinstance(value, str):
+        return " (a string, not a number)"
+    return ""
+
+
 def _check_point(fail, where: str, point: Any, resolution_wh: tuple[int, int]) -> None:
     if not isinstance(point, dict) or not _is_number(point.get("x")) or not _is_number(point.get("y")):
-        fail("coordinates are finite numbers", f"{where} must be an object with numeric x and y, got {point!r}")
+        fail(
+            "coordinates are finite numbers",
+            f"{where} must be an object with numeric x and y, got {point!r}{_type_hint(point, 'xy')}",
+        )
     width, height = resolution_wh
     if not (-MAX_OUTSIDE_FRACTION * width <= point["x"] <= (1 + MAX_OUTSIDE_FRACTION) * width) or not (
         -MAX_OUTSIDE_FRACTION * height <= point["y"] <= (1 + MAX_OUTSIDE_FRACTION) * height
@@ -109,7 +138,7 @@ def check_result(spec: ModelSpec, result: Any, resolution_wh: tuple[int, int]) -
         fail("label is a declared class", f"label {label!r} is not one of {[c.name for c in spec.classes]}")
     confidence = result.get("confidence")
     if not _is_number(confidence) or not 0 <= confidence <= 1:
-        fail("confidence is a number from 0 to 1", f"{label}: confidence {confidence!r}")
+        fail("confidence is a number from 0 to 1", f"{label}: confidence {confidence!r}{_type_hint(confidence)}")
     geometries = [k for k in V7_GEOMETRY_KEYS if k in result]
     if len(geometries) != 1:
         fail("exactly one geometry", f"{label}: has {geometries or 'no geometry'}")
@@ -119,10 +148,15 @@ def check_result(spec: ModelSpec, result: Any, resolution_wh: tuple[int, int]) -
     value = result[geometry]
     if geometry == "bounding_box":
         if not isinstance(value, dict) or not all(_is_number(value.get(k)) for k in "xywh"):
-            fail("geometry well formed", f"{label}: bounding_box needs numeric x, y, w, h, got {value!r}")
+            fail(
+                "geometry well formed",
+                f"{label}: bounding_box needs numeric x, y, w, h, got {value!r}{_type_hint(value, 'xywh')}",
+            )
         if value["w"] < 0 or value["h"] < 0:
             fail("box sizes are not negative", f"{label}: w={value['w']}, h={value['h']}")
         _check_point(fail, f"{label}.bounding_box", value, resolution_wh)
+        far_corner = {"x": value["x"] + value["w"], "y": value["y"] + value["h"]}
+        _check_point(fail, f"{label}.bounding_box far corner (x+w, y+h)", far_corner, resolution_wh)
     elif geometry == "polygon":
         _check_path(fail, f"{label}.polygon", value, 3, resolution_wh)
     elif geometry == "line":

@@ -19,10 +19,14 @@ MIN_BOX_SIDE_PX = 2.0
 _ORIGIN_OFFSET = {"left": 0.0, "top": 0.0, "center": 0.5, "right": 1.0, "bottom": 1.0}
 
 
-def display_size_wh(resolution_wh: tuple[int, int], max_wh: tuple[int, int] = CANVAS_MAX_WH) -> tuple[int, int]:
-    """The size to show a picture at: as large as fits in `max_wh`, never enlarged, aspect kept."""
+def display_size_wh(
+    resolution_wh: tuple[int, int], max_wh: tuple[int, int] = CANVAS_MAX_WH, *, enlarge: bool = False
+) -> tuple[int, int]:
+    """The size to show a picture at: as large as fits in `max_wh`, aspect kept; enlarged only if asked."""
     width, height = resolution_wh
-    scale = min(1.0, max_wh[0] / width, max_wh[1] / height)
+    scale = min(max_wh[0] / width, max_wh[1] / height)
+    if not enlarge:
+        scale = min(1.0, scale)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 

@@ -53,8 +53,9 @@ def endpoint_classes(models_json: Mapping[str, Any], model: str | None = None) -
             source = f"{model_name}/{c['model_class']}"
             if c["name"] in found:
                 existing = found[c["name"]]
-                found[c["name"]] = EndpointClass(existing.name, existing.type, existing.nodes, existing.edges,
-                                                 existing.sources + (source,))
+                found[c["name"]] = EndpointClass(
+                    existing.name, existing.type, existing.nodes, existing.edges, existing.sources + (source,)
+                )
                 continue
             found[c["name"]] = EndpointClass(
                 c["name"],

@@ -204,18 +204,23 @@ class EndpointClient:
         path: str,
         *,
         json_body: Any = None,
+        raw_body: bytes | None = None,
+        content_type: str | None = None,
         params: Mapping[str, Any] | None = None,
         with_auth: bool = True,
         timeout_s: float | None = None,
     ) -> Call:
+        """One request; `raw_body` sends bytes as they are (to test how an endpoint treats bad JSON)."""
         url = self.url(path)
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         headers = self.credentials.headers() if with_auth else {}
+        if content_type:
+            headers["Content-Type"] = content_type
         result = Call(method, url, request_json=json_body)
         started = time.perf_counter()
         try:
             response = self._session.request(
-                method, url, json=json_body, params=params, headers=headers, timeout=timeout_s
+                method, url, json=json_body, data=raw_body, params=params, headers=headers, timeout=timeout_s
             )
         except requests.RequestException as exc:
             result.elapsed_ms = (time.perf_counter() - started) * 1000

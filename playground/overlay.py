@@ -113,7 +113,7 @@ def draw_results(
     draw = ImageDraw.Draw(layer)
     shortest = min(base.size)
     line_px = max(2, round(shortest / 300))
-    font = ImageFont.load_default(size=max(11, round(shortest / 48)))
+    font = ImageFont.load_default(size=max(11, round(shortest / 56)))
     labels = _Labels(font, base.size)
     colors = dict(colors or {})
     skeleton_edges = skeleton_edges or {}
@@ -153,7 +153,9 @@ def draw_results(
                 if a in where and b in where:
                     hidden = where[a][2] or where[b][2]
                     fill = (*color, 110) if hidden else (*color, 255)
-                    draw.line([where[a][:2], where[b][:2]], fill=fill, width=max(1, line_px // 2 if hidden else line_px))
+                    draw.line(
+                        [where[a][:2], where[b][:2]], fill=fill, width=max(1, line_px // 2 if hidden else line_px)
+                    )
             r = line_px * 1.6
             for x, y, occluded in where.values():
                 if occluded:

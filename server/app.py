@@ -22,6 +22,7 @@ from models.registry import ModelRegistry, UnknownModel
 from server.auth import auth_failure
 from server.contract import ApiError, InferRequest, box_within_image, failed, parse_infer_request, succeeded
 from server.images import decode_base64, decode_image, fetch_url
+from server.observability import install_observability
 from server.request_log import RequestLog
 from server.settings import Settings
 
@@ -86,6 +87,7 @@ def load_image(state: ServerState, infer_request: InferRequest) -> np.ndarray:
             timeout_s=settings.url_timeout_s,
             max_redirects=settings.url_max_redirects,
             allow_private=settings.allow_private_urls,
+            allowed_networks=settings.url_allowed_networks,
         )
     return decode_image(data, max_pixels=settings.max_image_pixels, max_side_px=settings.max_image_side_px)
 
@@ -113,6 +115,20 @@ def infer(state: ServerState, model_name: str | None, body: Any) -> dict[str, An
     return succeeded(results, **({"warnings": warnings} if warnings else {}))
 
 
+def warm_up(state: ServerState) -> None:
+    """Load the default endpoint's models and run each once on a blank picture.
+
+    MediaPipe's first calls are several times slower than later ones; paying that while the
+    worker boots keeps it off V7's first request (and off its 30 s budget).
+    """
+    blank = np.zeros((64, 64, 3), dtype=np.uint8)
+    for name in state.endpoint_models(None):
+        try:
+            run_models([state.registry.get(name)], blank, Request(), state.mapping())
+        except Exception as exc:  # unavailable or broken: reported per request, never fatal at boot
+            log.warning("not preloaded: %s: %s", name, exc)
+
+
 def error_response(status_code: int, message: str) -> Response:
     response = jsonify(failed(message))
     response.status_code = status_code
@@ -121,7 +137,7 @@ def error_response(status_code: int, message: str) -> Response:
 
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    registry = registry or ModelRegistry.builtin()
+    registry = registry or ModelRegistry.with_plugins(settings.extra_models)
     app = Flask("byom_playground")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -131,6 +147,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     state = ServerState(settings, registry, MappingFile(settings.config_path), request_log)
     state.mapping_file = MappingFile(settings.config_path, validate=state.validate_mapping)
     app.extensions["byom"] = state
+    if settings.preload_models:
+        warm_up(state)
 
     @app.before_request
     def _check_auth() -> Response | None:
@@ -237,6 +255,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
                 models[name] = {"available": not missing, "missing": missing}
             except Exception as exc:  # a broken plug-in must not hide the others
                 models[name] = {"available": False, "missing": [], "error": f"{type(exc).__name__}: {exc}"}
+        for failure in registry.plugin_failures:  # plug-ins that gave no model: shown, never fatal here
+            models[failure.label] = {"available": False, "missing": [], "error": str(failure)}
         return jsonify(
             {
                 "status": "succeeded",
@@ -284,6 +304,20 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
                     "classes": classes,
                 }
             )
+        for failure in registry.plugin_failures:
+            entries.append(
+                {
+                    "name": failure.label,
+                    "description": "",
+                    "available": False,
+                    "missing": [],
+                    "error": str(failure),
+                    "default_threshold": None,
+                    "files": [],
+                    "routes": {},
+                    "classes": [],
+                }
+            )
         return jsonify(
             {"status": "succeeded", "results": [], "default_models": list(mapping.default_models), "models": entries}
         )
@@ -322,4 +356,5 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         request_log.clear()
         return jsonify({"status": "succeeded", "results": []})
 
+    install_observability(app, state)
     return app

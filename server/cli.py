@@ -4,6 +4,11 @@ V7 calls POST /infer (or /api/infer) and GET /classes on the default endpoint, a
 POST /models/NAME/infer and GET /models/NAME/classes for one model. GET /models lists them.
 Options can also come from the environment (BYOM_BASIC_AUTH, BYOM_AUTH_HEADER, BYOM_AUTH_SECRET,
 BYOM_CONFIG, BYOM_MODEL_DIR, BYOM_ALLOW_PRIVATE_URLS, ...); options win over the environment.
+
+Your own models are served beside the built-ins: --model-file my_model.py, --model my_pkg.my_model[:MyModel]
+(both repeatable; or BYOM_EXTRA_MODELS="a.py,pkg.mod"), and every installed package with a
+"byom_playground.models" entry point. A plug-in named here that cannot be loaded, or a model name used
+twice, stops `serve` before it starts; see README "Bring your own model" and docs/MODEL_API.md.
 """
 
 from __future__ import annotations
@@ -59,6 +64,39 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="let image.url point at loopback/private addresses (for local use only)",
     )
     group.add_argument(
+        "--allow-url-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="let image.url reach this network besides public addresses, e.g. an internal image store "
+        "10.1.2.0/24 (repeatable; or BYOM_URL_ALLOW_NETWORKS=a,b)",
+    )
+    group.add_argument(
+        "--url-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="whole-download deadline for image.url: DNS, connect, headers and body (default: 10; "
+        "V7 gives the whole request 30)",
+    )
+    group.add_argument(
+        "--model-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="also serve the model classes of this Python file, under /models/NAME/ (repeatable; "
+        "README: 'Bring your own model')",
+    )
+    group.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="MODULE[:CLASS]",
+        help="also serve the model classes of this importable module, or only CLASS (repeatable); "
+        "installed packages with a 'byom_playground.models' entry point are served without any option",
+    )
+    group.add_argument(
         "--log-level",
         default=os.environ.get("BYOM_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -93,8 +131,28 @@ def server_environment(args: argparse.Namespace, host: str, port: int) -> dict[s
         env["BYOM_NO_REQUEST_LOG"] = "1"
     if args.allow_private_urls:
         env["BYOM_ALLOW_PRIVATE_URLS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_DIR), env.get("PYTHONPATH")) if p)
+    networks = [n for n in (env.get("BYOM_URL_ALLOW_NETWORKS") or "").split(",") if n.strip()]
+    networks += getattr(args, "allow_url_network", None) or []
+    if networks:
+        env["BYOM_URL_ALLOW_NETWORKS"] = ",".join(dict.fromkeys(n.strip() for n in networks))
+    if getattr(args, "url_timeout", None) is not None:
+        env["BYOM_URL_TIMEOUT"] = str(args.url_timeout)
+    extra_models = extra_model_sources(args, env)
+    if extra_models:
+        env["BYOM_EXTRA_MODELS"] = ",".join(extra_models)
+    # --model names a module as `python -m` would find it: from the current folder too.
+    module_dirs = [os.getcwd()] if getattr(args, "model", None) else []
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_DIR), env.get("PYTHONPATH"), *module_dirs) if p)
     return env
+
+
+def extra_model_sources(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """BYOM_EXTRA_MODELS, then --model-file and --model; file paths made absolute (workers run elsewhere)."""
+    from models.plugins import absolute_source, parse_sources
+
+    files = [str(path.expanduser().resolve()) for path in getattr(args, "model_file", None) or []]
+    sources = [*parse_sources(env.get("BYOM_EXTRA_MODELS", "")), *files, *(getattr(args, "model", None) or [])]
+    return list(dict.fromkeys(absolute_source(s) for s in sources))
 
 
 def gunicorn_command() -> list[str]:
@@ -120,25 +178,51 @@ def is_loopback(host: str) -> bool:
 
 
 def check_settings(env: dict[str, str]) -> str | None:
-    """Refuse bad auth settings before gunicorn starts (a worker would fail to boot)."""
+    """Refuse bad auth settings (a worker would fail to boot) and broken plug-ins before gunicorn starts."""
     from server.settings import Settings
 
     try:
         Settings.from_env(env)
     except ValueError as exc:
         return str(exc)
-    return None
+    return check_plugins(env)
 
 
-def warn_if_open(host: str, env: dict[str, str]) -> None:
+def check_plugins(env: dict[str, str]) -> str | None:
+    """Load the plug-ins once, as the workers will; the problem when one named explicitly fails or a name clashes.
+
+    In the workers a broken plug-in is only logged and shown in /health (the others keep serving);
+    here, before anything started, failing fast with the reason is friendlier than a quiet log line.
+    An installed package whose entry point fails is a warning only: nobody asked for it by name.
+    """
+    from models.plugins import discover, parse_sources
+    from models.registry import BUILTIN_MODELS
+
+    for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)  # import as the workers will (this process becomes gunicorn next)
+    scan = discover(parse_sources(env.get("BYOM_EXTRA_MODELS") or ""), reserved_names=BUILTIN_MODELS)
+    for plugin in scan.models:
+        print(f"plug-in model {plugin.name!r} from {plugin.source}", file=sys.stderr)
+    for failure in scan.failures:
+        if not failure.fatal:
+            print(f"WARNING: {failure} (serving the other models)", file=sys.stderr)
+    fatal = [str(f) for f in scan.failures if f.fatal]
+    return "\n".join(fatal) if fatal else None
+
+
+def warn_if_open(host: str, env: dict[str, str]) -> bool:
+    """Print a loud warning (and say so) when a non-loopback address is served without auth."""
     if is_loopback(host):
-        return
+        return False
     if not (env.get("BYOM_BASIC_AUTH") or env.get("BYOM_AUTH_SECRET")):
         print(
             f"WARNING: listening on {host} with NO authentication: anyone who can reach this port can use the "
             "models. Set --basic-auth USER:PASSWORD or --auth-header NAME --auth-secret SECRET.",
             file=sys.stderr,
         )
+        return True
+    return False
 
 
 def main(args: argparse.Namespace) -> int:
@@ -147,7 +231,8 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    warn_if_open(args.host, env)
+    if warn_if_open(args.host, env):
+        env["BYOM_OPEN_WARNING_SHOWN"] = "1"  # gunicorn_conf.py would repeat it otherwise
     print(
         f"byom-playground API on http://{args.host}:{args.port} (POST /infer, GET /classes, GET /models)",
         file=sys.stderr,

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 MIB = 1024 * 1024
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def byom_home(environ: Mapping[str, str] = os.environ) -> Path:
@@ -38,9 +40,14 @@ class Settings:
     url_timeout_s: float = 10.0
     url_max_redirects: int = 3
     allow_private_urls: bool = False
+    #: Networks image.url may reach besides public addresses (CIDRs, e.g. an internal image store).
+    url_allowed_networks: tuple[str, ...] = ()
     request_log_size: int = 200
-    #: Extra models: "name=module:Class" or a path to a .py file, separated by commas.
+    #: Load the default endpoint's models (and run each once) when a worker starts, not on the first request.
+    preload_models: bool = False
+    #: Plug-in models (models.plugins): paths to .py files, "module" or "module:Class", separated by commas.
     extra_models: tuple[str, ...] = ()
+    log_level: str = "info"
 
     @property
     def auth_enabled(self) -> bool:
@@ -65,8 +72,17 @@ class Settings:
         log_path: Path | None = Path(environ.get("BYOM_REQUEST_LOG") or home / "requests.sqlite3").expanduser()
         if _flag(environ.get("BYOM_NO_REQUEST_LOG")):
             log_path = None
-        extra = tuple(m.strip() for m in (environ.get("BYOM_EXTRA_MODELS") or "").split(",") if m.strip())
         defaults = cls(config_path=home, request_log_path=None)
+        extra = tuple(m.strip() for m in (environ.get("BYOM_EXTRA_MODELS") or "").split(",") if m.strip())
+        networks = tuple(n.strip() for n in (environ.get("BYOM_URL_ALLOW_NETWORKS") or "").split(",") if n.strip())
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"BYOM_URL_ALLOW_NETWORKS: {network!r} is not a network like 10.1.2.0/24") from None
+        log_level = (environ.get("BYOM_LOG_LEVEL") or defaults.log_level).lower()
+        if log_level not in LOG_LEVELS:
+            raise ValueError(f"BYOM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
         return cls(
             config_path=Path(environ.get("BYOM_CONFIG") or home / "config.json").expanduser(),
             request_log_path=log_path,
@@ -76,8 +92,13 @@ class Settings:
             max_body_bytes=int(environ.get("BYOM_MAX_BODY_BYTES") or defaults.max_body_bytes),
             max_download_bytes=int(environ.get("BYOM_MAX_DOWNLOAD_BYTES") or defaults.max_download_bytes),
             max_image_pixels=int(environ.get("BYOM_MAX_IMAGE_PIXELS") or defaults.max_image_pixels),
+            max_image_side_px=int(environ.get("BYOM_MAX_IMAGE_SIDE_PX") or defaults.max_image_side_px),
             url_timeout_s=float(environ.get("BYOM_URL_TIMEOUT") or defaults.url_timeout_s),
+            url_max_redirects=int(environ.get("BYOM_URL_MAX_REDIRECTS") or defaults.url_max_redirects),
             allow_private_urls=_flag(environ.get("BYOM_ALLOW_PRIVATE_URLS")),
+            url_allowed_networks=networks,
             request_log_size=int(environ.get("BYOM_REQUEST_LOG_SIZE") or defaults.request_log_size),
             extra_models=extra,
+            preload_models=_flag(environ.get("BYOM_PRELOAD_MODELS", "1")),
+            log_level=log_level,
         )
