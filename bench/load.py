@@ -61,6 +61,9 @@ class Level:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    #: CPU time the workers spent per request, and cores kept busy: less noisy than wall time.
+    server_cpu_ms_per_request: float | None = None
+    server_cores_busy: float | None = None
 
 
 def percentile_ms(samples_s: list[float], q: float) -> float:
@@ -146,6 +149,15 @@ def rss_mib(pids: list[int]) -> float:
     return round(total_kib / 1024, 1)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes and all their threads (from /proc)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(workers: int, threads: int | None, home: Path) -> tuple[subprocess.Popen, str]:
     import socket
 
@@ -192,21 +204,33 @@ def main(args: argparse.Namespace) -> int:
         url = base_url + args.route
         body = request_body(args.picture, args.size)
         for _ in range(6):  # every worker warm (each has its own models)
-            requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60).raise_for_status()
+            warm = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=60)
+            warm.raise_for_status()
+            if warm.json().get("warnings"):
+                print(
+                    f"error: the endpoint is not complete: {warm.json()['warnings']} (set BYOM_MODEL_DIR)",
+                    file=sys.stderr,
+                )
+                return 2
+        pids = worker_pids(process.pid) if process is not None else []
         levels = []
         for clients in (int(c) for c in args.clients.split(",")):
+            cpu_before = cpu_seconds(pids)
             level = run_level(url, body, clients, args.requests, args.max_seconds, args.new_connections)
+            if pids:
+                level.server_cpu_ms_per_request = round((cpu_seconds(pids) - cpu_before) / level.requests * 1000, 1)
+                level.server_cores_busy = round((cpu_seconds(pids) - cpu_before) / level.seconds, 2)
             levels.append(level)
             if not args.json:
                 print(
                     f"{level.clients} client(s): {level.throughput_rps:6.2f} req/s  p50 {level.p50_ms:7.1f} ms  "
                     f"p95 {level.p95_ms:7.1f} ms  p99 {level.p99_ms:7.1f} ms  "
-                    f"({level.requests} requests, {level.errors} errors, {level.seconds} s)",
+                    f"({level.requests} requests, {level.errors} errors, {level.seconds} s; server CPU "
+                    f"{level.server_cpu_ms_per_request} ms/request, {level.server_cores_busy} cores busy)",
                     file=sys.stderr,
                 )
         memory = None
         if process is not None and args.memory_requests > 0:
-            pids = worker_pids(process.pid)
             rounds = [rss_mib(pids)]
             per_round = max(1, args.memory_requests // 3)
             for _ in range(3):

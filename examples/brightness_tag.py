@@ -20,7 +20,7 @@ import numpy as np
 
 from models.base import ClassSpec, DetectOptions, Model, ModelSpec, tag
 
-#: Mean lightness (HSV value, 0..1) boundaries between dark | medium | bright.
+#: Mean lightness (luma, the grey level of each pixel, 0..1) boundaries between dark | medium | bright.
 DARK_BELOW = 1 / 3
 BRIGHT_ABOVE = 2 / 3
 #: Mean saturation (0..1) from which a picture counts as colourful.
@@ -64,11 +64,12 @@ class BrightnessTag(Model):
     )
 
     def detect(self, image_rgb: np.ndarray, options: DetectOptions) -> list[dict[str, Any]]:
+        lightness = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
         hsv = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float32) / 255.0
-        value, saturation = hsv[:, 2], hsv[:, 1]
+        saturation, value = hsv[:, 1], hsv[:, 2]
         lit = value >= MIN_VALUE_FOR_COLOUR
         mean_saturation = float(saturation[lit].mean()) if lit.any() else 0.0
         return [
-            tag(*brightness_tag(float(value.mean()))),
+            tag(*brightness_tag(float(lightness.mean()))),
             tag(*colour_tag(mean_saturation)),
         ]

@@ -267,6 +267,7 @@ def discover(
     """
     models: dict[str, PluginModel] = {}
     explicit_names: set[str] = set()
+    classes_seen: set[type[Model]] = set()
     failures: list[PluginFailure] = []
     labels_used: set[str] = set(reserved_names)
 
@@ -278,10 +279,11 @@ def discover(
 
     def add(classes: list[type[Model]], source: str, explicit: bool) -> None:
         for model_class in classes:
+            if model_class in classes_seen:  # one class reached twice (module and entry point): once is enough
+                continue
+            classes_seen.add(model_class)
             name = model_class.spec.name
             existing = models.get(name)
-            if existing is not None and existing.model_class is model_class:
-                continue
             if name in reserved_names:
                 fail(name, source, f"model name {name!r} is taken by a built-in model: change spec.name", True)
             elif existing is not None:

@@ -99,6 +99,11 @@ def color_by_class(table: pd.DataFrame, colors: dict[str, tuple[int, int, int]])
     return table.style.map(cell_style, subset=["class"]).format({"confidence": "{:.3f}"})
 
 
+def one_per_line(items: list[Any]) -> str:
+    """A JSON array with one compact item per line: short lists such as /classes stay readable."""
+    return "[\n" + ",\n".join("  " + json.dumps(item) for item in items) + "\n]"
+
+
 # -- sidebar: the endpoint and its models ----------------------------------------------------
 
 
@@ -411,8 +416,11 @@ def classes_page(endpoint: Endpoint) -> None:
         key=f"default_models_{version}",
     )
     table = pd.DataFrame(class_mapping.rows_from_models(endpoint.models), columns=list(class_mapping.COLUMNS))
+    table["threshold"] = pd.to_numeric(table["threshold"], errors="coerce")  # None -> an empty cell
     edited = st.data_editor(
         table,
+        height=35 * (len(table) + 1) + 3,
+        placeholder="–",
         key=f"class_editor_{version}",
         hide_index=True,
         width="stretch",
@@ -447,7 +455,7 @@ def classes_page(endpoint: Endpoint) -> None:
         st.error(f"The server refused the mapping: {call.error}")
     st.markdown("**GET /classes** (the default endpoint), as V7 reads it:")
     try:
-        st.json(endpoint.client.classes(), expanded=True)
+        st.code(one_per_line(endpoint.client.classes()), language="json")
     except EndpointError as exc:
         st.error(str(exc))
 
@@ -596,17 +604,19 @@ def requests_page(endpoint: Endpoint) -> None:
         column_config={"latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.0f")},
     )
     by_id = {e["id"]: e for e in entries}
-    chosen = st.selectbox(
+    chosen = st.selectbox(  # no key: new entries reset the choice to the newest
         "Show a request",
         list(by_id),
-        key="request_shown",
         format_func=lambda i: f"#{i} {by_id[i]['route']} → {by_id[i]['status_code']}",
     )
     entry = by_id[chosen]
     left, right = st.columns(2)
     with left:
         st.markdown("**Request** (redacted)")
-        st.json(entry.get("request"), expanded=3)
+        if entry.get("request") is None:
+            st.caption("No JSON body: the request's body was empty or not valid JSON.")
+        else:
+            st.json(entry["request"], expanded=3)
     with right:
         st.markdown(f"**Response** HTTP {entry.get('status_code')} in {entry.get('latency_ms', 0):.0f} ms")
         st.json(entry.get("response"), expanded=3)
@@ -632,7 +642,7 @@ def connect() -> Endpoint:
 
 
 def main() -> None:
-    st.set_page_config(page_title="BYOM playground", page_icon=":material/science:", layout="wide")
+    st.set_page_config(page_title="BYOM playground", layout="wide")
     st.title("BYOM playground")
     st.caption(
         "Try, map and register models for V7 Darwin's Bring Your Own Model. Every call goes over HTTP to "

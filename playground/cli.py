@@ -92,10 +92,10 @@ def main(args: argparse.Namespace) -> int:
     if is_loopback(args.host):
         env["BYOM_ALLOW_PRIVATE_URLS"] = "1"  # the UI serves presigned-style URLs from this machine
     problem = check_settings(env)
+    if args.api_port == args.ui_port:
+        problem = problem or "the API and the UI need different ports"
     for host, port in ((args.host, args.api_port), (args.ui_host, args.ui_port)):
         problem = problem or processes.port_problem(host, port)
-    if args.api_port == args.ui_port and args.host == args.ui_host:
-        problem = problem or "the API and the UI need different ports"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -32,7 +32,11 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="gunicorn worker processes (default: 2, one per core here)",
     )
     group.add_argument(
-        "--threads", type=int, default=int(os.environ.get("BYOM_THREADS", "4")), help="threads per worker (default: 4)"
+        "--threads",
+        type=int,
+        default=int(os.environ.get("BYOM_THREADS", "1")),
+        help="threads per worker (default: 1, one request at a time per worker, which spreads requests over the "
+        "workers by load; more threads keep a worker serving while image URLs download slowly)",
     )
     group.add_argument(
         "--config",

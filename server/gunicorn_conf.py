@@ -1,20 +1,26 @@
 """gunicorn settings for CPU-bound inference; `python run.py serve` passes the values in env.
 
 Why these choices (measured with `python -m bench.load` on 2 cores; numbers in README "Production"):
-- Processes, not threads, give parallelism: the models run under a lock each, and the Python around
-  them holds the GIL, so one worker process uses about one core. Default: one worker per core.
+- Processes give the parallelism: every model runs under its own lock and the Python around it holds
+  the GIL, so one worker process uses about one core. Default: 2 workers, one per core here
+  (`--workers` = the number of cores elsewhere).
+- One request at a time per worker (the "sync" worker class, `--threads 1`): a busy worker is not
+  waiting on the listening socket, so the kernel hands each new connection to an idle worker. With
+  threads, a worker keeps accepting while it computes, and two requests often land on the same
+  worker (and queue on its model locks) while the other idles: 2 clients then got ~1.1-1.5x the
+  throughput of 1 instead of ~1.9x. Slow image URLs hold a sync worker for at most BYOM_URL_TIMEOUT
+  (10 s); `--threads N` (gthread) keeps a worker serving meanwhile, at the cost of that spreading.
+- OpenCV runs with the worker's share of the cores (`BYOM_OPENCV_THREADS`, default cores/workers = 1
+  here): with one worker per core, a second OpenCV thread only fights the other worker for its core.
 - Every worker loads its own models after the fork (no `preload_app`: MediaPipe graphs own threads
   and native state that must not cross a fork) and runs each once (BYOM_PRELOAD_MODELS, on by
   default) before taking requests, so V7's first request does not pay the warm-up.
-- gthread workers with a few threads: a request waiting on a slow image.url download (up to
-  BYOM_URL_TIMEOUT) holds a thread, not the whole worker, so other requests keep being served.
-  `worker_connections` caps how many connections one worker takes at a time, so that under load a
-  busy worker leaves new connections to an idle one instead of queueing them behind its own.
-- `timeout` is above V7's 30 s: gunicorn only kills workers that are really stuck (with gthread
-  the heartbeat comes from the main loop, so it does not fire on a long request);
-  `graceful_timeout` lets in-flight requests finish on SIGHUP (reload) and SIGTERM (stop).
+- `timeout` (60 s) is above V7's 30 s: a sync worker stuck longer on one request is killed and
+  replaced; `graceful_timeout` lets in-flight requests finish on SIGHUP (reload) and SIGTERM (stop).
 - `max_requests` (with jitter, so workers do not restart together) recycles workers now and then:
   slow leaks in native code cannot build up; the replacement warms up before it takes requests.
+- No keep-alive and no request buffering in a sync worker: put nginx in front when exposed (it
+  buffers slow clients and keeps their connections alive; deploy/nginx/byom.conf).
 - Metrics: prometheus_client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR before any worker
   imports it. Unless set, this file creates a private temporary folder, wipes stale files at start,
   tells prometheus_client when a worker exits (child_exit) and removes the folder at exit.
@@ -28,9 +34,16 @@ import tempfile
 
 bind = os.environ.get("BYOM_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("BYOM_WORKERS", "2"))
-threads = int(os.environ.get("BYOM_THREADS", "4"))
-worker_class = "gthread"
-worker_connections = int(os.environ.get("BYOM_WORKER_CONNECTIONS", str(threads)))
+threads = int(os.environ.get("BYOM_THREADS", "1"))
+#: One request at a time per worker ("sync"): a busy worker is not waiting on the socket, so the
+#: kernel hands the next connection to an idle one. Threads (gthread) are for slow image URLs.
+worker_class = "gthread" if threads > 1 else "sync"
+#: gthread only: at most this many connections per worker (working + kept alive), so that one
+#: worker does not queue connections while another one idles.
+worker_connections = 2 * threads
+#: Threads OpenCV may use inside one request: the worker's share of the cores (1 with one worker per
+#: core), so that concurrent requests in several workers do not fight over the same cores.
+_opencv_threads = int(os.environ.get("BYOM_OPENCV_THREADS") or max(1, (os.cpu_count() or 1) // workers))
 timeout = int(os.environ.get("BYOM_WORKER_TIMEOUT", "60"))
 graceful_timeout = 20
 keepalive = 5
@@ -93,8 +106,7 @@ def on_exit(server):
 
 
 def post_fork(server, worker):
-    n = os.environ.get("BYOM_CV_THREADS")
-    if n:
-        import cv2
+    """Runs in each new worker, before it imports the app."""
+    import cv2
 
-        cv2.setNumThreads(int(n))
+    cv2.setNumThreads(_opencv_threads)

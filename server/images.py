@@ -15,6 +15,7 @@ import base64
 import binascii
 import io
 import ipaddress
+import os
 import socket
 import sys
 import threading
@@ -279,9 +280,9 @@ def _read_body(response: requests.Response, max_bytes: int, deadline: _Deadline)
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type in PAGE_CONTENT_TYPES:
         raise ApiError(
-            502,
-            f"image.url answered with a web page ({content_type}), not a picture "
-            "(an expired presigned URL or a login page?)",
+            400,
+            f"image.url answered with a web page ({content_type}), not an image "
+            "(an expired presigned URL, or a login or error page?)",
             "url_not_image",
         )
     chunks, size = [], 0
@@ -312,6 +313,7 @@ def fetch_url(
     try:
         with requests.Session() as session:
             session.trust_env = False  # no proxy from the environment: the peer must be the host itself
+            session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
             session.mount("http://", _GuardedAdapter(policy, deadline))
             session.mount("https://", _GuardedAdapter(policy, deadline))
             for _ in range(max_redirects + 1):
@@ -371,7 +373,7 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     elif orientation == 6:
         array = np.rot90(array, -1)
     elif orientation == 7:
-        array = np.rot90(array, 1)[::-1, ::-1]
+        array = array[::-1, ::-1].transpose(1, 0, 2)
     elif orientation == 8:
         array = np.rot90(array, 1)
     return np.ascontiguousarray(array)
@@ -406,7 +408,9 @@ def decode_image(data: bytes, *, max_pixels: int, max_side_px: int) -> np.ndarra
                     f"{max_pixels} pixels and {max_side_px} px a side",
                     "too_many_pixels",
                 )
-            if image.format in FAST_DECODE_FORMATS and image.mode in FAST_DECODE_MODES:
+            # OpenCV fills a truncated JPEG with grey where Pillow refuses it: only whole files go fast.
+            whole = data[-4096:].rstrip(b"\0").endswith(b"\xff\xd9")
+            if image.format in FAST_DECODE_FORMATS and image.mode in FAST_DECODE_MODES and whole:
                 orientation = image.getexif().get(EXIF_ORIENTATION_TAG, 1)
                 array = _decode_fast(data, orientation)
                 if array is not None:
@@ -416,7 +420,11 @@ def decode_image(data: bytes, *, max_pixels: int, max_side_px: int) -> np.ndarra
     except ApiError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ApiError(413, f"the image has too many pixels: {exc}", "too_many_pixels") from None
+        raise ApiError(
+            413,
+            f"the image is over the limit of {max_pixels} pixels and {max_side_px} px a side ({exc})",
+            "too_many_pixels",
+        ) from None
     except UnidentifiedImageError:
         raise ApiError(
             400,

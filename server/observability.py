@@ -164,6 +164,7 @@ def install_observability(app: Flask, state: ServerState) -> None:
             "results": results,
             "reason": reason,
             "client": request.remote_addr,
+            "worker_pid": os.getpid(),
         }
         forwarded_for = request.headers.get("X-Forwarded-For")
         if forwarded_for:

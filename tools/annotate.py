@@ -22,7 +22,6 @@ mapping file, nothing found).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -34,8 +33,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-#: Jobs handed to the worker processes ahead of time, per worker (keeps them busy, bounds memory).
-QUEUE_PER_WORKER = 4
 
 
 class UsageError(ValueError):
@@ -264,20 +261,28 @@ def write_json_atomically(path: Path, document: dict[str, Any]) -> None:
         raise
 
 
-@functools.lru_cache(maxsize=1)
-def annotator_for(setup: Setup) -> Annotator:
-    """One Annotator per worker process (an explicit cache: models load once per process)."""
-    annotator = Annotator(setup)
-    annotator.load_models()
-    return annotator
+def worker_loop(setup: Setup, jobs: Any, outcomes: Any) -> None:
+    """A worker process: load the models once, annotate jobs from `jobs` until None, close the models.
 
-
-def annotate_in_worker(setup: Setup, job: Job) -> Outcome:
+    Closing here, before the process exits, matters: a spawned worker ends with a normal interpreter
+    exit, where MediaPipe tasks still open fail noisily (their dispatcher threads are gone by then).
+    """
     try:
-        annotator = annotator_for(setup)
+        annotator = Annotator(setup)
+        annotator.load_models()
     except Exception as exc:  # reported once by the parent, which then stops
-        return Outcome(job.source, False, message=f"{type(exc).__name__}: {exc}", fatal=True)
-    return annotator.annotate(job)
+        outcomes.put(Outcome("", False, message=f"{exc}", fatal=True))
+        return
+    try:
+        while (job := jobs.get()) is not None:
+            try:
+                outcomes.put(annotator.annotate(job))
+            except Exception as exc:  # one picture's surprise must not stall the run
+                outcomes.put(Outcome(job.source, False, message=f"{type(exc).__name__}: {exc}"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        annotator.close()
 
 
 # -- progress -------------------------------------------------------------------------------------
@@ -354,29 +359,38 @@ def run_jobs(setup: Setup, annotator: Annotator, jobs: list[Job], workers: int, 
         return outcomes
 
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    import queue
 
     # spawn, not fork: MediaPipe and OpenCV hold threads and native state that must not be forked.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        queue = iter(jobs)
-        pending: set[Any] = set()
-        try:
-            while True:
-                for job in queue:
-                    pending.add(pool.submit(annotate_in_worker, setup, job))
-                    if len(pending) >= workers * QUEUE_PER_WORKER:
-                        break
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    if outcome.fatal:
-                        raise UsageError(f"a worker could not load the models: {outcome.message}")
-                    record(outcome)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    context = multiprocessing.get_context("spawn")
+    job_queue, outcome_queue = context.Queue(), context.Queue()
+    for job in jobs:
+        job_queue.put(job)
+    for _ in range(workers):
+        job_queue.put(None)
+    processes = [
+        context.Process(target=worker_loop, args=(setup, job_queue, outcome_queue), daemon=True) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        while len(outcomes) < len(jobs):
+            try:
+                outcome = outcome_queue.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in processes):
+                    raise UsageError("the worker processes ended before every picture was done") from None
+                continue
+            if outcome.fatal:
+                raise UsageError(f"a worker could not load the models: {outcome.message}")
+            record(outcome)
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:
+            if process.is_alive():  # only after an error or Ctrl-C: files written so far are complete
+                process.terminate()
+                process.join()
     return outcomes
 
 

@@ -234,11 +234,14 @@ Next steps:
      then POST http://127.0.0.1:8000/models/{name}/infer  (GET /models/{name}/classes lists its classes)
   3. Try it in the playground UI (pick '{name}', draw an Auto-Annotate box):
        python {run_py} --model-file {model_file}
-  4. Check the running endpoint against V7's contract:
-       python {run_py} check http://127.0.0.1:8000/models/{name}
-  5. Put your own model into detect() in {model_file}, keep the test passing, and register
-     https://YOUR-PUBLIC-HOST/models/{name} in V7 (Models > Register External Model; README:
-     "Bring your own model"). The interface and its rules: {PROJECT_DIR / "docs" / "MODEL_API.md"}
+  4. Check the running endpoint against V7's contract, as V7 would call it:
+       python {run_py} check http://127.0.0.1:8000/models/{name}/infer --send base64
+     and annotate a folder of your pictures into Darwin JSON for V7's import:
+       python {run_py} annotate PICTURES/ --model-file {model_file} --model {name} --out darwin/
+  5. Put your own model into detect() in {model_file} and keep the test passing. To register it in V7
+     (Models > Register External Model), serve it where V7 can reach it, with authentication, and give
+     https://YOUR-PUBLIC-HOST/models/{name}/infer as the inference URL (README: "Bring your own model").
+     The interface and every rule the driver checks: {PROJECT_DIR / "docs" / "MODEL_API.md"}
 """
 
 
@@ -254,8 +257,9 @@ def main(args: argparse.Namespace) -> int:
     model_path, test_path = folder / f"{module}.py", folder / f"test_{module}.py"
     existing = [shown_path(p) for p in (model_path, test_path) if p.exists()]
     if existing and not args.force:
+        verb = "exists" if len(existing) == 1 else "exist"
         print(
-            f"error: {' and '.join(existing)} already exist: choose another name or --dir, or pass --force",
+            f"error: {' and '.join(existing)} already {verb}: choose another name or --dir, or pass --force",
             file=sys.stderr,
         )
         return 2
