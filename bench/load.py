@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -191,6 +192,7 @@ def start_server(workers: int, threads: int | None, home: Path) -> tuple[subproc
 def main(args: argparse.Namespace) -> int:
     import requests
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server we started on kill, too
     process = None
     home = Path(tempfile.mkdtemp(prefix="byom-load-"))
     if args.url:

@@ -242,6 +242,8 @@ def run_model(
         if request.box_xywh is not None and center is not None and not point_in_xywh(center, request.box_xywh):
             continue
         result = round_result(result)
+        if clip_result(result, (width, height)) is None:  # rounding to 0.01 px can leave a zero-size box
+            continue
         result.pop("label", None)
         result.pop("name", None)
         result["confidence"] = round(result["confidence"], 4)

@@ -125,14 +125,20 @@ def test_classes_rename_reaches_the_endpoint(page, playground, tmp_path):
     page.get_by_role("tab", name="Classes").click()
     editor = page.locator(".st-key-class_editor_0")
     editor.scroll_into_view_if_needed()
-    grid = editor.bounding_box()
-    page.mouse.click(grid["x"] + 30, grid["y"] + 35 + 17)  # row 1, column "Model"
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")  # column "V7 class name"
-    page.keyboard.press("Enter")
-    page.keyboard.press("Control+A")
-    page.keyboard.type("Human face")
-    page.keyboard.press("Enter")
+    cell_editor = page.locator("textarea.gdg-input")
+    for _ in range(3):  # the grid is drawn on a canvas: select by position, move with the keyboard
+        grid = editor.bounding_box()
+        page.mouse.click(grid["x"] + 30, grid["y"] + 35 + 17)  # row 1, column "Model"
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowRight")  # column "V7 class name"
+        page.keyboard.press("Enter")
+        try:
+            cell_editor.wait_for(timeout=3000)
+            break
+        except sync_api.TimeoutError:
+            wait_until_idle(page)
+    cell_editor.fill("Human face")
+    cell_editor.press("Enter")
     page.wait_for_function(
         "() => document.querySelector('.st-key-class_editor_0 #glide-cell-2-0')?.textContent === 'Human face'"
     )

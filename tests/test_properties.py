@@ -48,7 +48,10 @@ def assert_v7_shape(v7_schema):
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 # -- any body in, a V7-shaped JSON answer out ---------------------------------------------------------
@@ -155,10 +158,13 @@ def test_any_json_body_gets_a_v7_answer_and_never_a_500(checked_post, small_pict
 
 
 def test_well_formed_requests_succeed(checked_post, small_pictures):
-    @settings(max_examples=25, deadline=None)
+    corner = st.integers(-20, 30)  # every picture is at least 37 px a side: each such box overlaps it
+    size = st.integers(21, 99)
+
+    @settings(max_examples=25, deadline=None, database=None)
     @given(picture_b64=st.sampled_from(small_pictures), threshold=st.floats(0, 1), under_data=st.booleans(),
-           box=st.tuples(st.integers(-20, 30), st.integers(-20, 30), st.integers(21, 200), st.integers(21, 200)))  # fmt: skip
-    def check(picture_b64, threshold, under_data, box):  # every picture is at least 37 px a side
+           box=st.tuples(corner, corner, size, size))  # fmt: skip
+    def check(picture_b64, threshold, under_data, box):
         extra = {"bbox": dict(zip("xywh", box, strict=True)), "threshold": threshold}
         body = {"image": {"base64": picture_b64}, **({"data": extra} if under_data else extra)}
         status, _ = checked_post("/infer", json=body)
@@ -258,7 +264,7 @@ def image_and_box(draw) -> tuple[tuple[int, int], tuple[float, float, float, flo
 
 
 def test_results_always_lie_inside_the_image(assert_v7_shape):
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=300, deadline=None, database=None)
     @given(script=scripted_results, frame=image_and_box(), threshold=st.none() | st.floats(0, 1))
     def check(script, frame, threshold):
         (width, height), box = frame
@@ -279,7 +285,7 @@ def test_results_always_lie_inside_the_image(assert_v7_shape):
 
 
 def test_a_result_inside_the_crop_comes_back_exactly_shifted():
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=200, deadline=None, database=None)
     @given(frame=image_and_box(), corner=st.tuples(st.floats(0, 0.5), st.floats(0, 0.5)),
            size=st.tuples(st.floats(0.05, 0.5), st.floats(0.05, 0.5)))  # fmt: skip
     def check(frame, corner, size):
@@ -326,7 +332,7 @@ def encoded_pictures(draw) -> bytes:
 
 
 def test_decoding_matches_pillow_reference_for_any_picture():
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=200, deadline=None, database=None)
     @given(data=encoded_pictures())
     def check(data):
         reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")

@@ -419,3 +419,56 @@ def test_secrets_never_reach_the_logs(guarded_api, picture):
 def test_serving_beyond_loopback_without_auth_warns_loudly(capsys, host, env, warned):
     assert warn_if_open(host, env) is warned
     assert ("WARNING" in capsys.readouterr().err) is warned
+
+
+GUNICORN_WHEN_READY = """
+import importlib.util, json, sys, types
+spec = importlib.util.spec_from_file_location("conf", sys.argv[1])
+conf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(conf)
+
+
+class Listener:
+    def __init__(self, host):
+        self.sock = types.SimpleNamespace(getsockname=lambda: (host, 8000))
+
+    def __str__(self):
+        return f"http://{self.sock.getsockname()[0]}:8000"
+
+
+warnings = []
+log = types.SimpleNamespace(warning=lambda message, *args: warnings.append(message % args))
+server = types.SimpleNamespace(LISTENERS=[Listener(host) for host in sys.argv[2:]], log=log)
+conf.when_ready(server)
+conf.on_exit(server)
+print(json.dumps(warnings))
+"""
+
+
+@pytest.mark.parametrize(
+    ("hosts", "env", "warned_about"),
+    [
+        (["127.0.0.1", "0.0.0.0"], {}, ["http://0.0.0.0:8000"]),
+        (["10.1.2.3"], {}, ["http://10.1.2.3:8000"]),
+        (["::1", "127.0.0.1"], {}, []),
+        (["0.0.0.0"], {"BYOM_BASIC_AUTH": "u:p"}, []),
+        (["0.0.0.0"], {"BYOM_OPEN_WARNING_SHOWN": "1"}, []),  # `run.py serve` said it already
+    ],
+)
+def test_gunicorn_started_directly_warns_too(tmp_path, hosts, env, warned_about):
+    """Docker or a process manager may start gunicorn with server/gunicorn_conf.py without `run.py serve`."""
+    import json
+    import os
+    import sys
+
+    conf = Path(__file__).resolve().parent.parent / "server" / "gunicorn_conf.py"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BYOM_", "PROMETHEUS_"))}
+    run = subprocess.run(
+        [sys.executable, "-c", GUNICORN_WHEN_READY, str(conf), *hosts],
+        env={**clean, "TMPDIR": str(tmp_path), **env}, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    warnings = json.loads(run.stdout)
+    assert len(warnings) == len(warned_about)
+    for warning, address in zip(warnings, warned_about, strict=True):
+        assert "NO authentication" in warning and address in warning and "127.0.0.1" not in warning
+    assert list(tmp_path.iterdir()) == []  # the private metrics folder was removed at exit
