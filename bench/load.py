@@ -170,7 +170,7 @@ def start_server(workers: int, threads: int | None, home: Path) -> tuple[subproc
     command = [sys.executable, str(PROJECT_DIR / "run.py"), "serve", "--port", str(port), "--workers", str(workers)]
     if threads is not None:
         command += ["--threads", str(threads)]
-    command += ["--no-request-log", "--log-level", "warning"]
+    command += ["--log-level", "warning"]  # the requests log stays on, as by default
     env = {**os.environ, "BYOM_HOME": str(home)}
     log = (home / "gunicorn.log").open("wb")
     process = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -96,14 +96,9 @@ def is_file_source(source: str) -> bool:
     return source.endswith(".py") or "/" in source or os.sep in source
 
 
-def absolute_source(source: str, base_dir: Path | None = None) -> str:
+def absolute_source(source: str) -> str:
     """File sources made absolute (gunicorn workers run in another folder); module sources as they are."""
-    if not is_file_source(source):
-        return source
-    path = Path(source).expanduser()
-    if not path.is_absolute():
-        path = (base_dir or Path.cwd()) / path
-    return str(path.resolve())
+    return str(Path(source).expanduser().resolve()) if is_file_source(source) else source
 
 
 def parse_sources(text: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ LOCAL_API = os.environ.get("BYOM_PLAYGROUND_LOCAL_API") == "1"
 DEFAULT_ENDPOINT = "__default__"
 OUTCOME_COLORS = {selfcheck.PASSED: "#1a7f37", selfcheck.FAILED: "#cf222e", selfcheck.SKIPPED: "#6e7781"}
 RESULT_DISPLAY_MAX_WH = (1000, 800)
+#: Long answers scroll inside a box of this height instead of stretching the page.
+JSON_BOX_HEIGHT_PX = 420
 
 
 @dataclass
@@ -299,13 +302,14 @@ def show_results(endpoint: Endpoint, picture: Picture, run: dict[str, Any]) -> N
     request_col, response_col = st.columns(2)
     with request_col:
         st.markdown(f"**Request** as V7 sends it: `POST {call.url}`")
-        st.json(request_for_display(run["request"]), expanded=3)
+        st.json(request_for_display(run["request"]), expanded=3, width="stretch")
     with response_col:
         st.markdown(f"**Response**: {status} in {call.elapsed_ms:.0f} ms")
-        if call.body is not None:
-            st.json(call.body, expanded=3)
-        else:
-            st.code(call.text[:2000] or call.error or "", language=None)
+        with st.container(height=JSON_BOX_HEIGHT_PX, border=True):
+            if call.body is not None:
+                st.json(call.body, expanded=3)
+            else:
+                st.code(call.text[:2000] or call.error or "", language=None)
 
 
 def try_page(endpoint: Endpoint) -> None:
@@ -500,6 +504,7 @@ def register_page(endpoint: Endpoint) -> None:
         st.code(
             register.curl_command(url, basic_auth=bool(auth.get("basic")), auth_header=auth.get("header")),
             language="bash",
+            wrap_lines=True,
         )
     with right:
         endpoint_classes = endpoint.classes(model)
@@ -534,6 +539,7 @@ def self_check_section(endpoint: Endpoint, model: str | None) -> None:
             box = boxes.whole_image_xywh(picture.resolution_wh)
         skeleton_nodes = {c.name: c.nodes for c in endpoint.classes(model) if c.type == "skeleton"}
         with st.status("Running the self-check…", expanded=False) as status:
+            started = time.perf_counter()
             checks = selfcheck.run_self_check(
                 endpoint.client,
                 picture_bytes=picture.data,
@@ -544,11 +550,7 @@ def self_check_section(endpoint: Endpoint, model: str | None) -> None:
                 skeleton_nodes=skeleton_nodes,
                 progress=status.write,
             )
-            counts = selfcheck.summary(checks)
-            status.update(
-                label=f"Self-check: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped",
-                state="error" if counts["failed"] else "complete",
-            )
+            status.update(label=f"Self-check done in {time.perf_counter() - started:.1f} s", state="complete")
         st.session_state.selfcheck_result = (model, checks)
     stored = st.session_state.get("selfcheck_result")
     if stored is None or stored[0] != model:
@@ -557,17 +559,12 @@ def self_check_section(endpoint: Endpoint, model: str | None) -> None:
     counts = selfcheck.summary(checks)
     message = f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
     (st.error if counts["failed"] else st.success)(f"Self-check of {endpoint.client.infer_path(model)}: {message}")
-    st.dataframe(
-        pd.DataFrame([{"result": c.outcome, "rule": c.rule, "detail": c.detail} for c in checks]).style.map(
+    table = pd.DataFrame([{"result": c.outcome, "rule": c.rule, "detail": c.detail} for c in checks])
+    st.table(
+        table.style.map(
             lambda outcome: f"color: {OUTCOME_COLORS.get(outcome, 'inherit')}; font-weight: 600", subset=["result"]
         ),
         hide_index=True,
-        width="stretch",
-        column_config={
-            "result": st.column_config.TextColumn("Result", width="small"),
-            "rule": st.column_config.TextColumn("Rule", width="large"),
-            "detail": st.column_config.TextColumn("Detail", width="large"),
-        },
     )
 
 
@@ -619,7 +616,8 @@ def requests_page(endpoint: Endpoint) -> None:
             st.json(entry["request"], expanded=3)
     with right:
         st.markdown(f"**Response** HTTP {entry.get('status_code')} in {entry.get('latency_ms', 0):.0f} ms")
-        st.json(entry.get("response"), expanded=3)
+        with st.container(height=JSON_BOX_HEIGHT_PX, border=True):
+            st.json(entry.get("response"), expanded=3)
 
 
 # -- the page --------------------------------------------------------------------------------

@@ -216,7 +216,11 @@ def check_plugins(env: dict[str, str]) -> str | None:
 
 
 def warn_if_open(host: str, env: dict[str, str]) -> bool:
-    """Print a loud warning (and say so) when a non-loopback address is served without auth."""
+    """Print a loud warning when a non-loopback address is served without auth; True if it did.
+
+    It also marks `env` so that gunicorn (server/gunicorn_conf.py, which warns when started any
+    other way) does not say it twice.
+    """
     if is_loopback(host):
         return False
     if not (env.get("BYOM_BASIC_AUTH") or env.get("BYOM_AUTH_SECRET")):
@@ -225,6 +229,7 @@ def warn_if_open(host: str, env: dict[str, str]) -> bool:
             "models. Set --basic-auth USER:PASSWORD or --auth-header NAME --auth-secret SECRET.",
             file=sys.stderr,
         )
+        env["BYOM_OPEN_WARNING_SHOWN"] = "1"
         return True
     return False
 
@@ -235,8 +240,7 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if warn_if_open(args.host, env):
-        env["BYOM_OPEN_WARNING_SHOWN"] = "1"  # gunicorn_conf.py would repeat it otherwise
+    warn_if_open(args.host, env)
     print(
         f"byom-playground API on http://{args.host}:{args.port} (POST /infer, GET /classes, GET /models)",
         file=sys.stderr,

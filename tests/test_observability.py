@@ -174,19 +174,5 @@ def test_counts_survive_a_worker_restart_and_its_live_gauge_goes(api, metrics_di
     assert value(after, "byom_requests_in_progress") == 1
 
 
-def test_private_metrics_folder_is_created_and_removed(tmp_path):
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    server = start_api(tmp_path, env={"TMPDIR": str(temp), "BYOM_PRELOAD_MODELS": "0"}, workers=1)
-    try:
-        created = list(temp.glob("byom-metrics-*"))
-        assert len(created) == 1
-        requests.get(server.url + "/health", timeout=10)
-        assert list(created[0].glob("*.db"))  # the worker writes its values there
-    finally:
-        server.stop()
-    assert not created[0].exists()
-
-
 def _log_lines(api) -> list[dict]:
     return [json.loads(line) for line in api.log().splitlines() if line.startswith('{"time"')]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.servers import free_port, start_api
+from tests.servers import PictureServer, free_port, start_api
 
 APP = str(Path(__file__).resolve().parent.parent / "playground" / "app.py")
 
@@ -140,7 +141,7 @@ def test_register_page_and_self_check(app, api):
     assert not app.exception
     summary = app.tabs[2].success[0].value
     assert "0 failed" in summary, summary
-    table = app.tabs[2].dataframe[-1].value
+    table = app.tabs[2].table[0].value
     assert set(table["result"]) <= {"passed", "skipped"} and (table["result"] == "passed").sum() >= 14
 
 
@@ -163,3 +164,34 @@ def test_requests_page_when_the_log_is_off(tmp_path, monkeypatch):
         assert "requests log is off" in at.tabs[3].info[0].value
     finally:
         server.stop()
+
+
+def test_missing_model_files_are_downloaded_from_the_sidebar(tmp_path, monkeypatch):
+    """With the API on this machine (python run.py), the UI fetches missing files with a progress bar."""
+    model_file = Path(os.environ["BYOM_MODEL_DIR"]) / "blaze_face_short_range.tflite"
+    if not model_file.is_file():
+        pytest.skip(f"{model_file} is absent")
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    mirror = PictureServer()
+    mirror.add_bytes("/blaze_face_short_range.tflite", model_file.read_bytes(), "application/octet-stream")
+    monkeypatch.setenv("BYOM_MODEL_DIR", str(empty))
+    monkeypatch.setenv("BYOM_MODEL_BASE_URL", mirror.url)
+    server = start_api(tmp_path, workers=1, env={"BYOM_PRELOAD_MODELS": "0"})
+    try:
+        monkeypatch.setenv("BYOM_PLAYGROUND_API_URL", server.url)
+        monkeypatch.setenv("BYOM_PLAYGROUND_LOCAL_API", "1")
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        assert any("`mediapipe-face`: files missing" in m.value for m in at.sidebar.markdown)
+        at.button(key="download_mediapipe-face").click().run()
+        assert not at.exception
+        assert mirror.hits == ["/blaze_face_short_range.tflite"]
+        downloaded = Path(os.environ["BYOM_CACHE_DIR"]) / model_file.name
+        assert downloaded.read_bytes() == model_file.read_bytes()
+        assert not any("mediapipe-face`: files missing" in m.value for m in at.sidebar.markdown)
+        at.selectbox(key="model").set_value("mediapipe-face").run()
+        at.button(key="run").click().run()
+        assert metric(at, "Status") == "HTTP 200" and int(metric(at, "Results")) >= 1
+    finally:
+        server.stop()
+        mirror.close()

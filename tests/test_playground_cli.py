@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.servers import free_port
+from tests.servers import PictureServer, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,3 +141,29 @@ def test_help_describes_both_commands():
         done = subprocess.run([sys.executable, str(PROJECT_DIR / "run.py"), *args], capture_output=True, text=True,
                               timeout=60)  # fmt: skip
         assert done.returncode == 0 and text in done.stdout
+
+
+def test_missing_model_files_are_pulled_first_and_failures_do_not_stop_it(tmp_path):
+    model_file = Path(os.environ["BYOM_MODEL_DIR"]) / "blaze_face_short_range.tflite"
+    if not model_file.is_file():
+        pytest.skip(f"{model_file} is absent")
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    mirror = PictureServer()  # serves one file: every other download fails, as offline
+    mirror.add_bytes(f"/{model_file.name}", model_file.read_bytes(), "application/octet-stream")
+    env = {**FAST, "BYOM_MODEL_DIR": str(empty), "BYOM_MODEL_BASE_URL": mirror.url}
+    try:
+        playground = start_playground(tmp_path, env=env)
+        try:
+            models = requests.get(f"{playground.api_url}/health", timeout=5).json()["models"]
+        finally:
+            code = playground.interrupt()
+    finally:
+        mirror.close()
+    output = playground.output()
+    assert code == 0, output
+    assert f"downloading {model_file.name}" in output
+    assert "continuing: models that need face_landmarker.task show as unavailable" in output
+    assert (Path(os.environ["BYOM_CACHE_DIR"]) / model_file.name).read_bytes() == model_file.read_bytes()
+    assert models["mediapipe-face"]["available"] is True
+    assert models["pose"]["available"] is False and models["opencv-face"]["available"] is True

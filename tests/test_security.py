@@ -417,8 +417,10 @@ def test_secrets_never_reach_the_logs(guarded_api, picture):
     ],
 )
 def test_serving_beyond_loopback_without_auth_warns_loudly(capsys, host, env, warned):
+    env = dict(env)
     assert warn_if_open(host, env) is warned
     assert ("WARNING" in capsys.readouterr().err) is warned
+    assert (env.get("BYOM_OPEN_WARNING_SHOWN") == "1") is warned  # so gunicorn does not repeat it
 
 
 GUNICORN_WHEN_READY = """
