@@ -162,6 +162,9 @@ class Model:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement detect(image_rgb, options)")
 
+    def close(self) -> None:
+        """Free native resources (MediaPipe tasks); called once when the process is done with the model."""
+
 
 # Result builders: small helpers so that adapters never spell V7's keys by hand.
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from models.base import Model, ModelSpec
 from models.driver import ModelFailed, raised_where
@@ -67,6 +69,9 @@ def import_model_class(target: str) -> type[Model]:
 
 class ModelRegistry:
     """Model classes by name, their files, and the loaded instances (an explicit cache)."""
+
+    #: Registries holding loaded models, so that `close_all` can reach them (weak: no leak).
+    _with_loaded_models: ClassVar[weakref.WeakSet[ModelRegistry]] = weakref.WeakSet()
 
     def __init__(self, model_classes: Mapping[str, type[Model] | str], locator: ModelFileLocator) -> None:
         self._targets = dict(model_classes)
@@ -131,6 +136,27 @@ class ModelRegistry:
     def is_available(self, name: str) -> bool:
         return not self.missing_files(name)
 
+    @classmethod
+    def close_all(cls) -> None:
+        """Close the models of every registry in this process (test session end, worker exit)."""
+        for registry in list(cls._with_loaded_models):
+            registry.close()
+
+    def close(self) -> None:
+        """Close every loaded model (they load again on next use).
+
+        MediaPipe 1.2 tasks must be closed explicitly before the process ends: left to the garbage
+        collector they print tracebacks at exit, or hang waiting on their dispatcher thread.
+        (An `atexit` hook is too late: the dispatcher's executor is shut down before it runs.)
+        """
+        with self._lock:
+            instances, self._instances = list(self._instances.values()), {}
+        for model in instances:
+            try:
+                model.close()
+            except Exception:  # closing is best effort; one model's failure must not keep others open
+                pass
+
     def get(self, name: str) -> Model:
         """The loaded model; loads it (once per process) on first use."""
         model = self._instances.get(name)
@@ -148,6 +174,7 @@ class ModelRegistry:
                 model_class = self.model_class(name)
                 try:
                     self._instances[name] = model_class(paths)
+                    ModelRegistry._with_loaded_models.add(self)
                 except ModelUnavailable:
                     raise
                 except Exception as exc:  # not cached: the next request tries again

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from models.darwin_json import darwin_json_from_results
 from models.samples import SAMPLES, sample_bytes
@@ -72,9 +73,20 @@ def cached_sample(name: str) -> bytes:
     return sample_bytes(name, "jpeg")
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)  # a resource: a large photo is not copied on each rerun
 def cached_picture(data: bytes, name: str) -> Picture:
     return load_picture(data, name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def display_copy(picture_id: str, size_wh: tuple[int, int], _picture: Picture) -> Image.Image:
+    """The picture shrunk (or enlarged) for display, made once per picture and size."""
+    return resized(_picture.image, size_wh)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def canvas_background(picture_id: str, size_wh: tuple[int, int], _picture: Picture) -> bytes:
+    return jpeg_bytes(display_copy(picture_id, size_wh, _picture), quality=85)
 
 
 def digest(data: bytes) -> str:
@@ -193,7 +205,7 @@ def draw_canvas(picture: Picture, picture_id: str) -> None:
     from streamlit_drawable_canvas import st_canvas  # needs a running app: imported only here
 
     display_wh = boxes.display_size_wh(picture.resolution_wh)
-    background = jpeg_bytes(resized(picture.image, display_wh), quality=85)
+    background = canvas_background(picture_id, display_wh, picture)
     result = st_canvas(
         fill_color="rgba(255, 255, 255, 0.15)",
         stroke_width=2,
@@ -241,12 +253,12 @@ def show_results(endpoint: Endpoint, picture: Picture, run: dict[str, Any]) -> N
     for warning in (call.body or {}).get("warnings", []) if isinstance(call.body, dict) else []:
         st.warning(warning)
 
-    if isinstance(results, list):
+    if call.ok and isinstance(results, list):
         display_wh = boxes.display_size_wh(picture.resolution_wh, RESULT_DISPLAY_MAX_WH, enlarge=True)
         scale_xy = (display_wh[0] / picture.resolution_wh[0], display_wh[1] / picture.resolution_wh[1])
         colors = overlay.class_colors([c.name for c in endpoint_classes] + [str(r.get("label")) for r in results])
         drawn = overlay.draw_results(
-            resized(picture.image, display_wh),
+            display_copy(run["picture"], display_wh, picture),
             results,
             scale_xy=scale_xy,
             sent_box_xywh=run["box"],

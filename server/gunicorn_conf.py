@@ -110,3 +110,10 @@ def post_fork(server, worker):
     import cv2
 
     cv2.setNumThreads(_opencv_threads)
+
+
+def worker_exit(server, worker):
+    """Close the worker's models while it still can: MediaPipe tasks left to exit print tracebacks."""
+    from models.registry import ModelRegistry
+
+    ModelRegistry.close_all()

@@ -144,7 +144,9 @@ def install_observability(app: Flask, state: ServerState) -> None:
         started = getattr(g, "byom_started", None)  # set first thing by create_app's auth check
         latency_s = time.perf_counter() - started if started is not None else 0.0
         route, model = _route_and_model(model_names)
-        reason = getattr(g, "byom_failure_reason", None) if response.status_code >= 400 else None
+        reason = None
+        if response.status_code >= 400:  # create_app's error handlers name the reason; else the status
+            reason = getattr(g, "byom_failure_reason", None) or f"http_{response.status_code}"
         results = getattr(g, "byom_result_count", None)
         metrics.requests.labels(route, request.method, str(response.status_code)).inc()
         if reason is not None:

@@ -53,3 +53,10 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BYOM_HOME", str(home))
     monkeypatch.setenv("BYOM_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("BYOM_MODEL_DIR", str(MODEL_DIR.resolve()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Close every model still loaded: MediaPipe tasks left to the garbage collector hang the exit."""
+    from models.registry import ModelRegistry
+
+    ModelRegistry.close_all()

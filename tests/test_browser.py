@@ -42,11 +42,18 @@ def playground(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(playground):
+def console_errors() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(playground, console_errors):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(WAIT_MS)
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: console_errors.append(str(exc)))
         page.goto(playground.ui_url)
         page.locator("canvas.upper-canvas").wait_for()
         yield page
@@ -173,3 +180,7 @@ def test_requests_log(page, tmp_path):
     shown = page.locator('[data-testid="stJson"]').filter(has_text="base64 characters>")
     shown.first.wait_for()  # the server keeps the size of a base64 picture, never the picture
     screenshot(page, tmp_path, "requests")
+
+
+def test_no_error_in_the_browser_console(page, console_errors):
+    assert console_errors == []

@@ -156,12 +156,24 @@ def test_requests_page_lists_the_calls(app):
     assert request["image"]["base64"].endswith("base64 characters>")  # redacted by the server
 
 
-def test_requests_page_when_the_log_is_off(tmp_path, monkeypatch):
-    server = start_api(tmp_path, "--no-request-log", workers=1, env={"BYOM_PRELOAD_MODELS": "0"})
+def test_auth_and_log_off(tmp_path, monkeypatch):
+    server = start_api(tmp_path, "--no-request-log", "--basic-auth", "v7:pw", workers=1,
+                       env={"BYOM_PRELOAD_MODELS": "0"})  # fmt: skip
     try:
         monkeypatch.setenv("BYOM_PLAYGROUND_API_URL", server.url)
+        monkeypatch.delenv("BYOM_BASIC_AUTH", raising=False)
+        refused = AppTest.from_file(APP, default_timeout=60).run()
+        assert not refused.exception
+        assert "refused the UI: HTTP 401" in refused.error[0].value
+
+        monkeypatch.setenv("BYOM_BASIC_AUTH", "v7:pw")  # as python run.py passes it on
         at = AppTest.from_file(APP, default_timeout=60).run()
+        assert not at.exception
+        assert any("HTTP Basic as 'v7'" in c.value for c in at.sidebar.caption)
         assert "requests log is off" in at.tabs[3].info[0].value
+        register = at.tabs[2]
+        assert any(m.value == "**2. Authentication**: `basic`" for m in register.markdown)
+        assert any('-u "$BYOM_BASIC_AUTH"' in c.value and "pw" not in c.value for c in register.code)
     finally:
         server.stop()
 

@@ -41,8 +41,10 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def registry(model_dir, home) -> ModelRegistry:
-    return ModelRegistry(BUILTIN_MODELS, ModelFileLocator(model_dir, home / "cache"))
+def registry(model_dir, home):
+    registry = ModelRegistry(BUILTIN_MODELS, ModelFileLocator(model_dir, home / "cache"))
+    yield registry
+    registry.close()
 
 
 @pytest.fixture(scope="module")
