@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     from server.settings import Settings
 
     settings = Settings.from_env()
-    registry = ModelRegistry.builtin()
+    registry = ModelRegistry.with_plugins(settings.extra_models)
     unavailable = [m for m in args.models if not registry.is_available(m)]
     if unavailable:
         print(

@@ -29,7 +29,8 @@ def _point(p: Mapping[str, Any]) -> dict[str, float]:
 
 def bounding_box_of_path(path: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     xs, ys = zip(*((float(p["x"]), float(p["y"])) for p in path), strict=True)
-    return {"x": min(xs), "y": min(ys), "w": max(xs) - min(xs), "h": max(ys) - min(ys)}
+    # rounded like the driver's coordinates, so that differences carry no float noise (108.67000000000002)
+    return {"x": min(xs), "y": min(ys), "w": round(max(xs) - min(xs), 2), "h": round(max(ys) - min(ys), 2)}
 
 
 def _geometry_of(result: Mapping[str, Any]) -> str | None:

@@ -98,7 +98,9 @@ def model_label(endpoint: Endpoint, name: str) -> str:
         members = " + ".join((endpoint.models or {}).get("default_models", [])) or "the endpoint's models"
         return f"Default endpoint: {members}"
     model = endpoint.model(name)
-    return name if model.get("available") else f"{name} (unavailable: model files missing)"
+    if model.get("available"):
+        return name
+    return f"{name} (unavailable: {'failed to load' if model.get('error') else 'model files missing'})"
 
 
 def color_by_class(table: pd.DataFrame, colors: dict[str, tuple[int, int, int]]):
@@ -162,6 +164,10 @@ def sidebar(endpoint: Endpoint) -> None:
         for model in endpoint.models["models"]:
             if model["available"]:
                 st.markdown(f":green[:material/check_circle:] `{model['name']}`")
+                continue
+            if model.get("error"):  # a plug-in that failed to load: no file to fetch, show why
+                st.markdown(f":red[:material/error:] `{model['name']}`: could not be loaded")
+                st.caption(model["error"])
                 continue
             st.markdown(f":orange[:material/warning:] `{model['name']}`: files missing")
             if LOCAL_API:
