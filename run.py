@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("tools.annotate", "run a model over images and write Darwin JSON 2.0 files"),
     "new-model": ("tools.new_model", "write a working model file and its test to start from"),
     "bench": ("bench.latency", "measure latency in-process and through HTTP"),
+    "load": ("bench.load", "load test: throughput, p50/p95/p99 at 1-8 clients, memory"),
 }
 
 

@@ -5,13 +5,16 @@ Why these choices (measured with `python -m bench.load` on 2 cores; numbers in R
   the GIL, so one worker process uses about one core. Default: 2 workers, one per core here
   (`--workers` = the number of cores elsewhere).
 - One request at a time per worker (the "sync" worker class, `--threads 1`): a busy worker is not
-  waiting on the listening socket, so the kernel hands each new connection to an idle worker. With
-  threads, a worker keeps accepting while it computes, and two requests often land on the same
-  worker (and queue on its model locks) while the other idles: 2 clients then got ~1.1-1.5x the
-  throughput of 1 instead of ~1.9x. Slow image URLs hold a sync worker for at most BYOM_URL_TIMEOUT
-  (10 s); `--threads N` (gthread) keeps a worker serving meanwhile, at the cost of that spreading.
+  waiting on the listening socket, so the kernel hands each new connection to an idle worker.
 - OpenCV runs with the worker's share of the cores (`BYOM_OPENCV_THREADS`, default cores/workers = 1
-  here): with one worker per core, a second OpenCV thread only fights the other worker for its core.
+  here), so one request uses one core and two requests use both. Measured on 2 cores, default
+  endpoint, 512 px JPEG: 6.1 req/s at 1 client, 11.1-11.6 at 2 (1.83-1.87x), ~11.3 at 4 and 8.
+  The former setting (4 threads per worker, OpenCV on 2 threads) answered a lone request faster
+  (p50 118 ms against 162 ms) but scaled only 1.32-1.39x from 1 to 2 clients: a lone request already
+  used 1.4 cores, and with threads two requests often land on the same worker. For one user clicking
+  Auto-Annotate at a time, `BYOM_OPENCV_THREADS=2` gives that lower latency back.
+- Slow image URLs hold a sync worker for at most BYOM_URL_TIMEOUT (10 s); `--threads N` (gthread)
+  keeps a worker serving meanwhile, at the cost of the even spreading above.
 - Every worker loads its own models after the fork (no `preload_app`: MediaPipe graphs own threads
   and native state that must not cross a fork) and runs each once (BYOM_PRELOAD_MODELS, on by
   default) before taking requests, so V7's first request does not pay the warm-up.
