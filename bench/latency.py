@@ -1,5 +1,7 @@
 """Measure latency per model: in-process and through HTTP (gunicorn), on the same pictures.
 
+Both sides run one request at a time with the same OpenCV threads (the server's own default
+gives each of its workers cores/workers threads, for throughput: see `python run.py load`).
 In-process means what a Python caller pays for the same input: decoding the JPEG file and
 running the model through the driver (crop, checks, mapping). Through HTTP adds what V7's call
 adds: base64, JSON, the request itself and gunicorn. The ratio HTTP/in-process of the p50s shows
@@ -35,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--iterations", type=int, default=30, help="timed requests per model and size (default 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests first (default 3)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for the HTTP side (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gunicorn workers for the HTTP side (default 1: one request at a time, like in-process)",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
@@ -68,6 +75,7 @@ def time_calls(call, warmup: int, iterations: int) -> list[float]:
 
 
 def main(args: argparse.Namespace) -> int:
+    import cv2
     import requests
 
     from models.driver import Request, run_model
@@ -99,6 +107,8 @@ def main(args: argparse.Namespace) -> int:
         "BYOM_THREADS": "1",
         "BYOM_NO_REQUEST_LOG": "1",
         "BYOM_LOG_LEVEL": "warning",
+        # the same OpenCV threads as this process, so that both sides run the model code alike
+        "BYOM_OPENCV_THREADS": str(cv2.getNumThreads()),
     }
     server = subprocess.Popen(gunicorn_command(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
