@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
@@ -67,6 +66,7 @@ from models.base import (
     polygon,
     skeleton,
 )
+from models.mediapipe_common import clamped_node, srgb_image
 
 MODEL_FILE = ModelFile(
     name="face_landmarker.task",
@@ -169,22 +169,6 @@ SKELETON_EDGES = (
 SKELETON_NODES = tuple(name for name, _ in SKELETON_POINTS)
 
 
-def _srgb_image(image_rgb: np.ndarray) -> mp.Image:
-    """The picture as a MediaPipe image. mp.Image copies the raw buffer without looking at
-    strides or channels, so anything but C-contiguous uint8 H x W x 3 would be read as garbage."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb, dtype=np.uint8))
-
-
-def _clamped_node(
-    name: str, x: float, y: float, hidden: bool, width: int, height: int
-) -> tuple[str, float, float, bool]:
-    """A skeleton node kept inside the image; a point that had to be moved in is marked occluded."""
-    inside = 0.0 <= x <= width and 0.0 <= y <= height
-    return name, min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)), hidden or not inside
-
-
 def bundled_file(bundle_path: Path, member: str) -> bytes | None:
     """One model file out of a MediaPipe .task bundle (a zip), or None if it is not in there."""
     with zipfile.ZipFile(bundle_path) as bundle:
@@ -224,7 +208,7 @@ def skeleton_nodes(points_xy: np.ndarray, width: int, height: int) -> list[tuple
         else:
             x, y = points_xy[list(fallback[index])].mean(axis=0)
             hidden = True
-        nodes.append(_clamped_node(name, float(x), float(y), hidden, width, height))
+        nodes.append(clamped_node(name, float(x), float(y), hidden, width, height))
     return nodes
 
 
@@ -311,7 +295,7 @@ class FaceLandmarks(Model):
         x0, y0, x1, y1 = crop_xyxy(box_xywh, width, height)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return None
-        result = self._landmarker.detect(_srgb_image(image_rgb[y0:y1, x0:x1]))
+        result = self._landmarker.detect(srgb_image(image_rgb[y0:y1, x0:x1]))
         scale_xy, offset_xy = np.array([x1 - x0, y1 - y0], float), np.array([x0, y0], float)
         faces_xy = [np.array([(lm.x, lm.y) for lm in face]) * scale_xy + offset_xy for face in result.face_landmarks]
         return face_in_box(faces_xy, box_xywh)
@@ -322,7 +306,7 @@ class FaceLandmarks(Model):
             return []
         results = []
         with self._lock:
-            detections = self._detector.detect(_srgb_image(image_rgb)).detections
+            detections = self._detector.detect(srgb_image(image_rgb)).detections
             for detection in detections:
                 box = detection.bounding_box
                 box_xywh = (float(box.origin_x), float(box.origin_y), float(box.width), float(box.height))

@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
 from models.base import ClassSpec, DetectOptions, Model, ModelFile, ModelSpec, SkeletonSpec, skeleton
+from models.mediapipe_common import clamped_node, srgb_image
 
 MODEL_FILE = ModelFile(
     name="hand_landmarker.task",
@@ -93,22 +93,6 @@ EDGES = (
 HANDEDNESS = ("left", "right")
 
 
-def _srgb_image(image_rgb: np.ndarray) -> mp.Image:
-    """The picture as a MediaPipe image. mp.Image copies the raw buffer without looking at
-    strides or channels, so anything but C-contiguous uint8 H x W x 3 would be read as garbage."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb, dtype=np.uint8))
-
-
-def _clamped_node(
-    name: str, x: float, y: float, hidden: bool, width: int, height: int
-) -> tuple[str, float, float, bool]:
-    """A skeleton node kept inside the image; a point that had to be moved in is marked occluded."""
-    inside = 0.0 <= x <= width and 0.0 <= y <= height
-    return name, min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)), hidden or not inside
-
-
 def hand_result(landmarks: Sequence[Any], handedness: Sequence[Any], width: int, height: int) -> dict[str, Any] | None:
     """The `hand` skeleton for one hand's normalised landmarks and handedness categories (None if malformed)."""
     points_xy = [(lm.x * width, lm.y * height) for lm in landmarks]
@@ -118,7 +102,7 @@ def hand_result(landmarks: Sequence[Any], handedness: Sequence[Any], width: int,
     side = (best.category_name or best.display_name or "").lower() if best is not None else ""
     confidence = min(max(float(best.score), 0.0), 1.0) if best is not None else 0.0
     nodes = [
-        _clamped_node(name, x, y, lm.visibility is not None and lm.visibility < 0.5, width, height)
+        clamped_node(name, x, y, lm.visibility is not None and lm.visibility < 0.5, width, height)
         for name, (x, y), lm in zip(LANDMARK_NAMES, points_xy, landmarks, strict=True)
     ]
     return skeleton("hand", confidence, nodes, attributes=[side] if side in HANDEDNESS else [])
@@ -158,7 +142,7 @@ class Hands(Model):
         height, width = image_rgb.shape[:2]
         if width == 0 or height == 0:
             return []
-        image = _srgb_image(image_rgb)
+        image = srgb_image(image_rgb)
         with self._lock:
             result = self._landmarker.detect(image)
         hands = (

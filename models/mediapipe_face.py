@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
@@ -33,6 +32,7 @@ from models.base import (
     bounding_box,
     skeleton,
 )
+from models.mediapipe_common import clamped_node, srgb_image
 
 MODEL_FILE = ModelFile(
     name="blaze_face_short_range.tflite",
@@ -57,22 +57,6 @@ KEYPOINT_EDGES = (
 )
 
 
-def _srgb_image(image_rgb: np.ndarray) -> mp.Image:
-    """The picture as a MediaPipe image. mp.Image copies the raw buffer without looking at
-    strides or channels, so anything but C-contiguous uint8 H x W x 3 would be read as garbage."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb, dtype=np.uint8))
-
-
-def _clamped_node(
-    name: str, x: float, y: float, hidden: bool, width: int, height: int
-) -> tuple[str, float, float, bool]:
-    """A skeleton node kept inside the image; a point that had to be moved in is marked occluded."""
-    inside = 0.0 <= x <= width and 0.0 <= y <= height
-    return name, min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)), hidden or not inside
-
-
 def face_results(detection: Any, width: int, height: int) -> list[dict[str, Any]]:
     """One `face` box and one `face_keypoints` skeleton for a MediaPipe detection (none if degenerate)."""
     box = detection.bounding_box
@@ -85,7 +69,7 @@ def face_results(detection: Any, width: int, height: int) -> list[dict[str, Any]
         return []
     score = min(max(float(detection.categories[0].score), 0.0), 1.0)
     nodes = [
-        _clamped_node(name, x, y, False, width, height) for name, (x, y) in zip(KEYPOINT_NAMES, points_xy, strict=True)
+        clamped_node(name, x, y, False, width, height) for name, (x, y) in zip(KEYPOINT_NAMES, points_xy, strict=True)
     ]
     return [bounding_box("face", score, box_xywh), skeleton("face_keypoints", score, nodes)]
 
@@ -123,7 +107,7 @@ class MediaPipeFace(Model):
         height, width = image_rgb.shape[:2]
         if width == 0 or height == 0:
             return []
-        image = _srgb_image(image_rgb)
+        image = srgb_image(image_rgb)
         with self._lock:
             result = self._detector.detect(image)
         return [r for detection in result.detections for r in face_results(detection, width, height)]

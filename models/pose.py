@@ -22,11 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
 from models.base import ClassSpec, DetectOptions, Model, ModelFile, ModelSpec, SkeletonSpec, skeleton
+from models.mediapipe_common import clamped_node, srgb_image
 
 MODEL_FILE = ModelFile(
     name="pose_landmarker_full.task",
@@ -120,22 +120,6 @@ EDGES = (
 )
 
 
-def _srgb_image(image_rgb: np.ndarray) -> mp.Image:
-    """The picture as a MediaPipe image. mp.Image copies the raw buffer without looking at
-    strides or channels, so anything but C-contiguous uint8 H x W x 3 would be read as garbage."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image_rgb.shape}")
-    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_rgb, dtype=np.uint8))
-
-
-def _clamped_node(
-    name: str, x: float, y: float, hidden: bool, width: int, height: int
-) -> tuple[str, float, float, bool]:
-    """A skeleton node kept inside the image; a point that had to be moved in is marked occluded."""
-    inside = 0.0 <= x <= width and 0.0 <= y <= height
-    return name, min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height)), hidden or not inside
-
-
 def _visibility(landmark: Any) -> float:
     """MediaPipe's visibility (a probability for BlazePose); 1.0 when the model gives none."""
     return 1.0 if landmark.visibility is None else min(max(float(landmark.visibility), 0.0), 1.0)
@@ -148,7 +132,7 @@ def pose_result(landmarks: Sequence[Any], width: int, height: int) -> dict[str, 
         return None
     visibilities = [_visibility(lm) for lm in landmarks]
     nodes = [
-        _clamped_node(name, x, y, visible < MIN_VISIBILITY, width, height)
+        clamped_node(name, x, y, visible < MIN_VISIBILITY, width, height)
         for name, (x, y), visible in zip(LANDMARK_NAMES, points_xy, visibilities, strict=True)
     ]
     confidence = sum(visibilities[:HEAD_LANDMARK_COUNT]) / HEAD_LANDMARK_COUNT
@@ -188,7 +172,7 @@ class Pose(Model):
         height, width = image_rgb.shape[:2]
         if width == 0 or height == 0:
             return []
-        image = _srgb_image(image_rgb)
+        image = srgb_image(image_rgb)
         with self._lock:
             result = self._landmarker.detect(image)
         poses = (pose_result(landmarks, width, height) for landmarks in result.pose_landmarks)
