@@ -144,8 +144,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     request_log = (
         RequestLog(settings.request_log_path, settings.request_log_size) if settings.request_log_path else None
     )
-    state = ServerState(settings, registry, MappingFile(settings.config_path), request_log)
-    state.mapping_file = MappingFile(settings.config_path, validate=state.validate_mapping)
+    mapping_file = MappingFile(
+        settings.config_path, validate=lambda mapping: mapping.validate({n: registry.spec(n) for n in registry.names()})
+    )
+    state = ServerState(settings, registry, mapping_file, request_log)
     app.extensions["byom"] = state
     if settings.preload_models:
         warm_up(state)
